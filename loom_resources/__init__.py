@@ -1,0 +1,71 @@
+"""Loom runtime: the table model, the runtime contracts and the storage backends.
+
+Public surface: everything in ``__all__``. Backend resources are imported lazily by their
+modules (``loom_resources.delta``, ``loom_resources.clickhouse``) so that importing the table
+model stays cheap.
+"""
+
+from loom_resources.contracts import SourceReader, SQLExecutor, StreamingSourceReader, TableDiscovery, TargetWriter
+from loom_resources.dtypes import (
+    Binary,
+    Boolean,
+    Categorical,
+    ColumnSchema,
+    DataType,
+    Date,
+    Datetime,
+    Decimal,
+    Duration,
+    Enum,
+    Field,
+    Float32,
+    Float64,
+    Int8,
+    Int16,
+    Int32,
+    Int64,
+    List,
+    Null,
+    String,
+    Struct,
+    Time,
+    UInt8,
+    UInt16,
+    UInt32,
+    UInt64,
+    parse_dtype,
+)
+from loom_resources.errors import (
+    BackendUnavailableError,
+    DataValidationError,
+    LoomError,
+    PredicateError,
+    SchemaMismatchError,
+    SpecError,
+    UnsupportedTypeError,
+)
+from loom_resources.model import (
+    Backend,
+    ClickHouseTableOptions,
+    HistoryOptions,
+    RunParams,
+    SchemaMode,
+    SourceSpec,
+    TableRef,
+    TargetSpec,
+    WriteContext,
+    WriteMode,
+    WriteResult,
+)
+from loom_resources.predicates import Predicate, col, param
+from loom_resources.sql import PolarsSQLExecutor
+
+__all__ = [
+    "Backend", "BackendUnavailableError", "Binary", "Boolean", "Categorical", "ClickHouseTableOptions",
+    "ColumnSchema", "DataType", "DataValidationError", "Date", "Datetime", "Decimal", "Duration", "Enum",
+    "Field", "Float32", "Float64", "HistoryOptions", "Int8", "Int16", "Int32", "Int64", "List", "LoomError",
+    "Null", "PolarsSQLExecutor", "Predicate", "PredicateError", "RunParams", "SQLExecutor", "SchemaMismatchError",
+    "SchemaMode", "SourceReader", "SourceSpec", "SpecError", "StreamingSourceReader", "String", "Struct",
+    "TableDiscovery", "TableRef", "TargetSpec", "TargetWriter", "Time", "UInt8", "UInt16", "UInt32", "UInt64",
+    "UnsupportedTypeError", "WriteContext", "WriteMode", "WriteResult", "col", "param", "parse_dtype",
+]

@@ -1,0 +1,218 @@
+"""Checks a frame against a target declaration before anything is written.
+
+Both backends call these functions, so a bad frame fails with the same message whichever
+store it was headed for, and always before the first byte reaches the table.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+
+from loom_resources.dtypes import ColumnSchema, DataType, Schema, is_safe_cast
+from loom_resources.errors import DataValidationError, SchemaMismatchError, UnsupportedTypeError
+from loom_resources.model import (
+    AUDIT_COLUMNS,
+    RunParams,
+    SchemaMode,
+    TargetSpec,
+    WriteContext,
+    WriteMode,
+    partition_key_value,
+)
+from loom_resources.polars_types import from_polars, to_polars
+
+Frame = pl.LazyFrame | pl.DataFrame
+
+
+def _identity(d: DataType) -> DataType:
+    return d
+
+
+@dataclass(frozen=True)
+class Conformed:
+    """A frame cast and ordered to the columns it will be written as.
+
+    Attributes:
+        frame: The frame (same kind as the input: lazy stays lazy).
+        columns: Target columns of the frame (declared, plus new nullable ones under ``evolve``).
+        new_columns: Columns the table does not have yet and the write will add.
+    """
+
+    frame: Frame
+    columns: Schema
+    new_columns: Schema
+
+
+def frame_schema(frame: Frame) -> pl.Schema:
+    """The frame's schema without collecting it."""
+    return frame.collect_schema() if isinstance(frame, pl.LazyFrame) else frame.schema
+
+
+def conform(
+    frame: Frame,
+    spec: TargetSpec,
+    stored: Schema | None,
+    *,
+    storable: Callable[[DataType], DataType] = _identity,
+) -> Conformed:
+    """Check the frame's columns and types against the declaration and the stored table.
+
+    Args:
+        frame: The frame to write (not collected).
+        spec: The target declaration.
+        stored: The table's current schema, or ``None`` when it does not exist yet.
+        storable: How the backend stores a declared type (e.g. Delta keeps unsigned ints as
+            wider signed ones); used to compare the declaration with the stored schema.
+
+    Raises:
+        SchemaMismatchError: listing every missing, extra and mistyped column.
+    """
+    table = str(spec.ref)
+    fschema = frame_schema(frame)
+    problems: list[str] = []
+    casts: dict[str, pl.DataType] = {}
+    declared = {c.name: c for c in spec.columns}
+    maintained = {c.name for c in spec.history_columns() + AUDIT_COLUMNS}
+    for c in spec.columns:
+        if c.name not in fschema:
+            problems.append(f"column {c.name!r} ({c.dtype}) is declared but missing from the frame")
+            continue
+        try:
+            got = from_polars(fschema[c.name])
+        except UnsupportedTypeError as exc:
+            problems.append(f"column {c.name!r}: {exc}")
+            continue
+        if got != c.dtype:
+            if is_safe_cast(got, c.dtype):
+                casts[c.name] = to_polars(c.dtype)
+            else:
+                problems.append(f"column {c.name!r} has type {got}, expected {c.dtype} (no lossless cast)")
+    extra = [n for n in fschema if n not in declared and n not in maintained]
+    new_cols: list[ColumnSchema] = []
+    if extra:
+        if spec.schema_mode is SchemaMode.EVOLVE:
+            for n in extra:
+                new_cols.append(ColumnSchema(n, from_polars(fschema[n]), nullable=True))
+        else:
+            for n in extra:
+                problems.append(
+                    f"column {n!r} ({from_polars(fschema[n])}) is not declared (schema_mode={spec.schema_mode.value!r})"
+                )
+    if stored is not None and spec.schema_mode is not SchemaMode.OVERWRITE:
+        have = {c.name: c for c in stored}
+        for c in spec.columns:
+            s = have.get(c.name)
+            if s is None:
+                if spec.schema_mode is SchemaMode.EVOLVE and c.nullable:
+                    new_cols.append(c)
+                else:
+                    problems.append(
+                        f"the stored table has no column {c.name!r}; declare it nullable with schema_mode='evolve' to add it"
+                    )
+            elif storable(c.dtype) != s.dtype:
+                problems.append(f"column {c.name!r} is stored as {s.dtype} but declared as {c.dtype}")
+        new_cols = [c for c in new_cols if c.name not in have]
+    if problems:
+        raise SchemaMismatchError(table, problems)
+    extras_in_order = [c for c in new_cols if c.name not in declared]
+    out_cols = spec.columns + tuple(extras_in_order)
+    exprs = [pl.col(c.name).cast(casts[c.name]) if c.name in casts else pl.col(c.name) for c in out_cols]
+    exprs += [pl.col(n) for n in fschema if n in maintained and n not in {c.name for c in out_cols}]
+    return Conformed(frame.select(exprs), out_cols, tuple(new_cols))
+
+
+def check_nulls(df: pl.DataFrame, spec: TargetSpec) -> None:
+    """Raise when a non-nullable declared column holds nulls in ``df`` (one batch or all)."""
+    required = [c.name for c in spec.columns if not c.nullable and c.name in df.columns]
+    if not required or df.height == 0:
+        return
+    counts = df.select(pl.col(required).null_count()).row(0)
+    for name, n in zip(required, counts, strict=True):
+        if n:
+            raise DataValidationError(str(spec.ref), name, f"{n} null value(s) in a column declared not null")
+
+
+def check_unique_keys(df: pl.DataFrame, spec: TargetSpec) -> None:
+    """Raise when the frame holds a merge key more than once (merge and history need unique keys)."""
+    keys = list(spec.merge_keys)
+    if not keys:
+        return
+    dupes = df.group_by(keys).len().filter(pl.col("len") > 1)
+    if dupes.height:
+        sample = dupes.head(3).drop("len").to_dicts()
+        raise DataValidationError(
+            str(spec.ref), ",".join(keys), f"{dupes.height} duplicate merge key(s) in the frame, e.g. {sample}"
+        )
+
+
+def run_partition_values(spec: TargetSpec, params: RunParams, column_types: Mapping[str, DataType]) -> tuple[dict[str, Any], ...]:
+    """The typed partition values of the run, one mapping per partition, by the table's actual
+    partition column types. Empty when the run is not partitioned."""
+    out = []
+    for part in params.partitions:
+        row: dict[str, Any] = {}
+        for column, key in part.items():
+            if column not in column_types:
+                raise SchemaMismatchError(str(spec.ref), [f"run partition column {column!r} is not a column of the table"])
+            row[column] = partition_key_value(key, column_types[column], table=str(spec.ref), column=column)
+        out.append(row)
+    return tuple(out)
+
+
+def partition_filter(values: tuple[Mapping[str, Any], ...]) -> pl.Expr:
+    """A Polars expression true for rows inside any of the given partitions."""
+    if not values:
+        return pl.lit(True)
+    cols = list(values[0])
+    if len(cols) == 1:
+        c = cols[0]
+        return pl.col(c).is_in([v[c] for v in values])
+    return pl.any_horizontal([pl.all_horizontal([pl.col(k) == pl.lit(v) for k, v in p.items()]) for p in values])
+
+
+def check_partition_values(df: pl.DataFrame, spec: TargetSpec, values: tuple[Mapping[str, Any], ...]) -> None:
+    """Raise when a row of ``df`` falls outside the run's partitions (it would be lost or
+    land in a partition the run does not own)."""
+    if not values or df.height == 0:
+        return
+    bad = df.filter(~partition_filter(values))
+    if bad.height:
+        cols = list(values[0])
+        sample = bad.select(cols).unique().head(3).to_dicts()
+        allowed = [dict(v) for v in values[:3]]
+        raise DataValidationError(
+            str(spec.ref),
+            ",".join(cols),
+            f"{bad.height} row(s) have partition values outside the run's partitions: {sample} "
+            f"(run partitions start with {allowed}{'...' if len(values) > 3 else ''})",
+        )
+
+
+def frame_partitions(df: pl.DataFrame, spec: TargetSpec) -> tuple[dict[str, Any], ...]:
+    """The distinct partition values present in ``df``."""
+    if not spec.partition_by or df.height == 0:
+        return ()
+    return tuple(df.select(list(spec.partition_by)).unique(maintain_order=True).to_dicts())
+
+
+def with_audit_columns(frame: Frame, spec: TargetSpec, ctx: WriteContext | None) -> Frame:
+    """Add the ``_loom_*`` audit columns when the spec asks for them and a context is given."""
+    if not spec.audit_columns:
+        return frame
+    written_at = ctx.timestamp if ctx else dt.datetime.now(dt.UTC)
+    return frame.with_columns(
+        pl.lit(ctx.run_id if ctx else None, pl.String).alias("_loom_run_id"),
+        pl.lit(ctx.asset_key if ctx else None, pl.String).alias("_loom_asset_key"),
+        pl.lit(ctx.partition_label if ctx else None, pl.String).alias("_loom_partition_key"),
+        pl.lit(written_at, pl.Datetime("us", "UTC")).alias("_loom_written_at"),
+    )
+
+
+def require_partition_values_for(spec: TargetSpec) -> bool:
+    """Whether the write mode replaces partitions (so run partitions must be honoured)."""
+    return spec.mode is WriteMode.REPLACE_PARTITIONS
