@@ -52,11 +52,11 @@ def from_polars(dtype: pl.DataType) -> t.DataType:
     if isinstance(dtype, pl.Duration):
         return t.Duration(dtype.time_unit or "us")  # type: ignore[arg-type]
     if isinstance(dtype, pl.List):
-        return t.List(from_polars(dtype.inner))
+        return t.List(from_polars(dtype.inner))  # type: ignore[arg-type]
     if isinstance(dtype, pl.Array):
-        return t.List(from_polars(dtype.inner))
+        return t.List(from_polars(dtype.inner))  # type: ignore[arg-type]
     if isinstance(dtype, pl.Struct):
-        return t.Struct(tuple(t.Field(f.name, from_polars(f.dtype)) for f in dtype.fields))
+        return t.Struct(tuple(t.Field(f.name, from_polars(f.dtype)) for f in dtype.fields))  # type: ignore[arg-type]
     if isinstance(dtype, pl.Enum):
         return t.Enum(tuple(dtype.categories.to_list()))
     raise UnsupportedTypeError(f"no Loom type for Polars type {dtype}")
