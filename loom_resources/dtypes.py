@@ -188,7 +188,7 @@ class Struct(DataType):
     fields: tuple[Field, ...]
 
     def __str__(self) -> str:
-        inner = ", ".join(f"{f.name}: {f.dtype}" for f in self.fields)
+        inner = ", ".join(f"{f.name}: {f.dtype}{'' if f.nullable else ' not null'}" for f in self.fields)
         return f"struct<{inner}>"
 
 
@@ -328,7 +328,10 @@ def parse_dtype(text: str) -> DataType:
     if m:
         return Duration(m.group(1))  # type: ignore[arg-type]
     if low.startswith("list<") and low.endswith(">"):
-        return List(parse_dtype(t[5:-1]))
+        try:
+            return List(parse_dtype(t[5:-1]))
+        except ValueError as exc:
+            raise ValueError(f"{exc} in {text!r}") from exc
     if low.startswith("struct<") and low.endswith(">"):
         fields = []
         for part in _split_top(t[7:-1]):
