@@ -1,0 +1,16 @@
+"""Loom on Dagster code location: declared tables as software-defined assets.
+
+``loom_assets.defs`` is the ``dagster.Definitions`` of the sample platform.
+"""
+
+from loom_assets.declare import DataCheck, Source, Table, accepted_values, not_null, row_count, unique
+from loom_assets.definitions import build_definitions
+from loom_assets.factory import build_assets
+from loom_assets.platform import TABLES
+
+defs = build_definitions(TABLES)
+
+__all__ = [
+    "DataCheck", "Source", "Table", "accepted_values", "build_assets", "build_definitions", "defs", "not_null",
+    "row_count", "unique",
+]

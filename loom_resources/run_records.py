@@ -1,0 +1,54 @@
+"""The run-records table: one row per materialized table, Loom's audit trail."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import polars as pl
+
+from loom_resources.dtypes import ColumnSchema
+from loom_resources.model import Backend, TableRef, TargetSpec, WriteMode
+
+RUN_RECORDS_REF = TableRef("loom", "run_records")
+
+RUN_RECORDS_SPEC = TargetSpec(
+    ref=RUN_RECORDS_REF,
+    backend=Backend.DELTA,
+    columns=(
+        ColumnSchema("run_id", "string", False),
+        ColumnSchema("asset", "string", False),
+        ColumnSchema("table_name", "string", False),
+        ColumnSchema("partition_keys", "list<string>", True),
+        ColumnSchema("mode", "string", False),
+        ColumnSchema("rows", "int64", True),
+        ColumnSchema("status", "string", False),
+        ColumnSchema("error", "string", True),
+        ColumnSchema("started_at", "datetime(us, UTC)", False),
+        ColumnSchema("finished_at", "datetime(us, UTC)", False),
+    ),
+    mode=WriteMode.APPEND,
+)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One materialization of one table."""
+
+    run_id: str
+    asset: str
+    table_name: str
+    partition_keys: tuple[str, ...]
+    mode: str
+    rows: int | None
+    status: str
+    error: str | None
+    started_at: dt.datetime
+    finished_at: dt.datetime
+
+    def to_frame(self) -> pl.DataFrame:
+        """The record as a one-row DataFrame in the run-records schema."""
+        from loom_resources.polars_types import polars_schema
+
+        row = {**self.__dict__, "partition_keys": list(self.partition_keys)}
+        return pl.DataFrame([row], schema=polars_schema(RUN_RECORDS_SPEC.columns))
