@@ -103,6 +103,8 @@ class In(Predicate):
 
     def bind(self, values: Mapping[str, Any]) -> Predicate:
         bound = _bind_value(self.values, values)
+        if isinstance(bound, (str, bytes)) or not isinstance(bound, Iterable):
+            bound = (bound,)  # one value (e.g. partition_key), not its characters
         return In(self.column, tuple(bound))
 
 
@@ -268,10 +270,12 @@ def sql_literal(value: Any, dialect: Dialect) -> str:
                 utc = value.astimezone(dt.UTC).replace(tzinfo=None)
                 return f"toDateTime64('{utc.isoformat(sep=' ')}', 6, 'UTC')"
             return f"toDateTime64('{value.isoformat(sep=' ')}', 6)"
+        # arrow_cast pins microseconds: DataFusion's TIMESTAMP literals are nanoseconds, which
+        # delta-rs cannot compare with Delta's microsecond columns.
         if value.tzinfo is not None:
             utc = value.astimezone(dt.UTC).replace(tzinfo=None)
-            return f"'{utc.isoformat()}Z'::timestamp"
-        return f"CAST('{value.isoformat()}' AS TIMESTAMP_NTZ)"
+            return f"arrow_cast('{utc.isoformat()}', 'Timestamp(Microsecond, Some(\"UTC\"))')"
+        return f"arrow_cast('{value.isoformat()}', 'Timestamp(Microsecond, None)')"
     if isinstance(value, dt.date):
         if dialect == "clickhouse":
             return f"toDate32('{value.isoformat()}')"

@@ -1,0 +1,282 @@
+"""The Delta Lake resource: discovery, reads and writes of Loom tables stored as Delta tables.
+
+Implements :class:`~loom_resources.contracts.TableDiscovery`, ``SourceReader``,
+``StreamingSourceReader`` and ``TargetWriter`` over ``deltalake`` (delta-rs) and ``polars``.
+The write machinery lives in :mod:`loom_resources.delta_write` (all modes but history) and
+:mod:`loom_resources.delta_history` (SCD2); type mapping in :mod:`loom_resources.delta_types`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import polars as pl
+from dagster import ConfigurableResource, get_dagster_logger
+from deltalake import DeltaTable
+from deltalake.schema import Field as DeltaField
+from pydantic import Field
+
+from loom_resources.delta_history import write_history
+from loom_resources.delta_types import schema_from_delta, storable, to_delta
+from loom_resources.delta_write import DeltaLocation, build_plan, merge_table, result, write_table
+from loom_resources.dtypes import Schema
+from loom_resources.errors import BackendUnavailableError, SchemaMismatchError
+from loom_resources.model import RunParams, SourceSpec, TableRef, TargetSpec, WriteContext, WriteMode, WriteResult
+from loom_resources.polars_types import to_expr
+from loom_resources.predicates import check_columns
+
+__all__ = ["DeltaResource"]
+
+_OBJECT_STORE_SCHEMES = ("s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "azure", "r2", "file", "memory")
+
+
+class DeltaResource(ConfigurableResource):
+    """Loom tables as Delta Lake tables under one root: ``schema.table`` lives at
+    ``<root>/<schema>/<table>``. The root is a local directory or an object-store URI
+    (``s3://``, ``gs://``, ``az://``) reached with ``storage_options``.
+
+    Example::
+
+        import dagster as dg
+        from loom_resources.delta import DeltaResource
+
+        defs = dg.Definitions(
+            assets=[...],
+            resources={
+                "delta": DeltaResource(
+                    root="s3://lake/loom",
+                    storage_options={
+                        "AWS_ACCESS_KEY_ID": dg.EnvVar("AWS_ACCESS_KEY_ID"),
+                        "AWS_SECRET_ACCESS_KEY": dg.EnvVar("AWS_SECRET_ACCESS_KEY"),
+                        "AWS_REGION": "eu-central-1",
+                        "conditional_put": "etag",
+                    },
+                )
+            },
+        )
+    """
+
+    root: str = Field(
+        default="",
+        description=(
+            "Root of the Delta tables: a local directory (must exist) or an object-store URI. "
+            "Empty: $LOOM_DELTA_ROOT, else $LOOM_HOME/delta (LOOM_HOME defaults to .loom), created on demand."
+        ),
+    )
+    storage_options: dict[str, str] = Field(
+        default_factory=dict,
+        description="delta-rs storage options (credentials, endpoint, conditional_put...); use dagster.EnvVar for secrets.",
+    )
+    max_commit_retries: int = Field(
+        default=8, description="How often a write is retried when a concurrent writer committed first."
+    )
+    audit_columns: bool = Field(
+        default=False, description="Add the _loom_* audit columns to every table (OR-ed with each table's own setting)."
+    )
+    min_vacuum_retention_hours: int = Field(
+        default=168, description="Vacuum refuses a shorter retention than this, so readers of old versions keep their files."
+    )
+
+    # -- locations ---------------------------------------------------------------------------
+    def resolved_root(self) -> str:
+        """The root in effect, resolved from the environment at call time."""
+        if self.root:
+            return self.root.rstrip("/")
+        env = os.environ.get("LOOM_DELTA_ROOT")
+        if env:
+            return env.rstrip("/")
+        return str(Path(os.environ.get("LOOM_HOME", ".loom")) / "delta")
+
+    def _is_remote(self) -> bool:
+        root = self.resolved_root()
+        return "://" in root and urlsplit(root).scheme.lower() in _OBJECT_STORE_SCHEMES and not root.startswith("file://")
+
+    def table_uri(self, ref: TableRef | str) -> str:
+        """Where table ``ref`` lives. An invalid name raises ``ValueError`` naming it."""
+        ref = TableRef.parse(ref)
+        root = self.resolved_root()
+        if self._is_remote():
+            return f"{root}/{ref.schema}/{ref.table}"
+        return str(Path(root).absolute() / ref.schema / ref.table)
+
+    def _display_uri(self, uri: str) -> str:
+        parts = urlsplit(uri)
+        if parts.scheme and "@" in parts.netloc:
+            return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+        return uri
+
+    def _location(self, ref: TableRef | str) -> DeltaLocation:
+        uri = self.table_uri(ref)
+        return DeltaLocation(uri, self._display_uri(uri), dict(self.storage_options), self.max_commit_retries)
+
+    def _check_writable_root(self) -> None:
+        if self._is_remote():
+            return
+        root = Path(self.resolved_root())
+        if not root.exists():
+            if self.root:
+                raise BackendUnavailableError(f"Delta root {root} does not exist; create it or fix the resource's root")
+            root.mkdir(parents=True, exist_ok=True)
+        if not root.is_dir():
+            raise BackendUnavailableError(f"Delta root {root} is not a directory")
+        if not os.access(root, os.W_OK | os.X_OK):
+            raise BackendUnavailableError(f"Delta root {root} is not writable")
+
+    def _open(self, ref: TableRef | str, version: int | None = None) -> DeltaTable | None:
+        table = self._location(ref).open()
+        if table is not None and version is not None:
+            table.load_as_version(version)
+        return table
+
+    # -- TableDiscovery ------------------------------------------------------------------------
+    def exists(self, ref: TableRef) -> bool:
+        """Whether a Delta table exists at the table's location."""
+        return self._open(ref) is not None
+
+    def columns(self, ref: TableRef) -> tuple[str, ...]:
+        """Column names in stored order from the Delta log; ``()`` when the table is missing."""
+        table = self._open(ref)
+        return tuple(f.name for f in table.schema().fields) if table is not None else ()
+
+    def schema(self, ref: TableRef) -> Schema | None:  # type: ignore[override]
+        """The stored schema from the Delta log in Loom types; ``None`` when the table is missing."""
+        table = self._open(ref)
+        return schema_from_delta(table.schema()) if table is not None else None
+
+    def update_schema(self, ref: TableRef, schema: Schema) -> None:
+        """Add the columns of ``schema`` the table lacks (they must be nullable); fail on any
+        change of an existing column's type, since Delta cannot apply it in place."""
+        table = self._open(ref)
+        if table is None:
+            raise SchemaMismatchError(str(ref), ["the table does not exist; write it first"])
+        stored = {c.name: c for c in schema_from_delta(table.schema())}
+        problems, new = [], []
+        for c in schema:
+            s = stored.get(c.name)
+            if s is None:
+                if not c.nullable:
+                    problems.append(f"cannot add column {c.name!r} declared not null to an existing table")
+                new.append(DeltaField(c.name, to_delta(c.dtype, column=c.name), nullable=True))
+            elif storable(c.dtype, column=c.name) != s.dtype:
+                problems.append(f"column {c.name!r} is stored as {s.dtype}, cannot change it to {c.dtype}")
+        if problems:
+            raise SchemaMismatchError(str(ref), problems)
+        if new:
+            table.alter.add_columns(new)
+
+    def version(self, ref: TableRef) -> int | None:
+        """The table's latest version; ``None`` when it is missing."""
+        table = self._open(ref)
+        return table.version() if table is not None else None
+
+    # -- readers ---------------------------------------------------------------------------------
+    def read(self, spec: SourceSpec, params: RunParams, /) -> pl.LazyFrame:
+        """The table as a LazyFrame (``scan_delta``) at ``spec.version`` if given, with the
+        projection and the bound predicate pushed down (partition predicates prune files)."""
+        table = self._open(spec.ref, spec.version)
+        if table is None:
+            raise BackendUnavailableError(f"table {spec.ref} does not exist at {self._location(spec.ref).display_uri}")
+        known = [f.name for f in table.schema().fields]
+        lf = pl.scan_delta(table)
+        if spec.predicate is not None:
+            check_columns(spec.predicate, known, table=str(spec.ref))
+            lf = lf.filter(to_expr(spec.predicate.bind(params.bindings())))
+        if spec.columns is not None:
+            unknown = sorted(set(spec.columns) - set(known))
+            if unknown:
+                raise SchemaMismatchError(str(spec.ref), [f"projected column(s) {unknown} do not exist"])
+            lf = lf.select(list(spec.columns))
+        return lf
+
+    def read_streaming(self, spec: SourceSpec, params: RunParams, /) -> pl.LazyFrame:
+        """Same as :meth:`read`: ``scan_delta`` is lazy, so collecting or sinking the result with
+        the streaming engine reads the table file by file, never all of it at once."""
+        return self.read(spec, params)
+
+    # -- writer ----------------------------------------------------------------------------------
+    def write(
+        self,
+        frame: pl.LazyFrame | pl.DataFrame,
+        spec: TargetSpec,
+        params: RunParams,
+        /,
+        *,
+        streaming: bool = False,
+        write_ctx: WriteContext | None = None,
+    ) -> WriteResult:
+        """Write ``frame`` to the table by ``spec.mode`` in one Delta commit.
+
+        A LazyFrame with ``streaming=True`` (or ``spec.streaming=True``) is written in bounded
+        memory; otherwise the frame is written eagerly. Merge and history collect the frame.
+
+        Raises:
+            SchemaMismatchError / DataValidationError / PredicateError / UnsupportedTypeError:
+                bad input; the table is left at its previous version.
+            BackendUnavailableError: the root does not exist or is not writable.
+        """
+        if spec.backend.value != "delta":
+            raise ValueError(f"table {spec.ref} is declared for backend {spec.backend.value!r}, not delta")
+        audit = (spec.audit_columns or self.audit_columns) and write_ctx is not None
+        if audit != spec.audit_columns:
+            spec = dataclasses.replace(spec, audit_columns=audit)
+        use_streaming = isinstance(frame, pl.LazyFrame) and (spec.streaming if spec.streaming is not None else streaming)
+        self._check_writable_root()
+        loc = self._location(spec.ref)
+        log = get_dagster_logger()
+        log.info(f"{spec.ref}: {spec.mode.value} write to {loc.display_uri} ({'streaming' if use_streaming else 'eager'})")
+        if spec.mode is WriteMode.HISTORY:
+            plan, extra = write_history(frame, spec, loc, params, write_ctx)
+        else:
+            plan = build_plan(frame, spec, loc, write_ctx)
+            if spec.mode is WriteMode.MERGE:
+                extra = merge_table(plan)
+                use_streaming = False
+            else:
+                extra = write_table(plan, params, streaming=use_streaming)
+        res = result(plan, extra, streaming=use_streaming)
+        log.info(f"{spec.ref}: wrote {res.rows_written} rows, now at version {res.version}"
+                 + (" (skipped: already committed)" if res.skipped else ""))
+        return res
+
+    # -- maintenance -----------------------------------------------------------------------------
+    def optimize(self, ref: TableRef | str, *, z_order: tuple[str, ...] | list[str] = (),
+                 target_size: int | None = None) -> dict[str, Any]:
+        """Compact small files (or Z-order by ``z_order`` columns) in one commit; returns delta-rs metrics."""
+        table = self._require(ref)
+        if z_order:
+            check_columns_exist(table, z_order, str(ref))
+            return dict(table.optimize.z_order(list(z_order), target_size=target_size))
+        return dict(table.optimize.compact(target_size=target_size))
+
+    def vacuum(self, ref: TableRef | str, *, retention_hours: int | None = None, dry_run: bool = False) -> list[str]:
+        """Delete files no version within ``retention_hours`` (default the guard) still needs.
+
+        Raises:
+            ValueError: when ``retention_hours`` is below ``min_vacuum_retention_hours``.
+        """
+        hours = self.min_vacuum_retention_hours if retention_hours is None else retention_hours
+        if hours < self.min_vacuum_retention_hours:
+            raise ValueError(
+                f"vacuum of {ref} with retention {hours}h is below the guard of {self.min_vacuum_retention_hours}h; "
+                "lower min_vacuum_retention_hours on the resource if you really mean it"
+            )
+        table = self._require(ref)
+        return list(table.vacuum(retention_hours=hours, dry_run=dry_run, enforce_retention_duration=False))
+
+    def _require(self, ref: TableRef | str) -> DeltaTable:
+        table = self._open(ref)
+        if table is None:
+            raise BackendUnavailableError(f"table {ref} does not exist at {self._location(ref).display_uri}")
+        return table
+
+
+def check_columns_exist(table: DeltaTable, names: tuple[str, ...] | list[str], ref: str) -> None:
+    """Raise SchemaMismatchError when a named column is not in the table."""
+    known = {f.name for f in table.schema().fields}
+    unknown = sorted(set(names) - known)
+    if unknown:
+        raise SchemaMismatchError(ref, [f"column(s) {unknown} do not exist"])

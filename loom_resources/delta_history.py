@@ -1,0 +1,162 @@
+"""The ``history`` (SCD2) write mode for Delta tables.
+
+One write is one commit: the current versions and the versions opened or closed at the effective
+time are read, recomputed in Polars and written back with an overwrite predicate covering exactly
+those rows (``is_current OR valid_to = T OR valid_from = T``). Older history is never rewritten.
+Re-running the same effective time first undoes that time's changes (drops versions opened at T,
+reopens versions closed at T), so it replaces them instead of stacking new versions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import polars as pl
+
+from loom_resources.conform import check_unique_keys
+from loom_resources.delta_write import (
+    DeltaLocation,
+    WritePlan,
+    _to_storable_exprs,
+    build_plan,
+    commit,
+    effective_timestamp,
+    render,
+    with_retries,
+)
+from loom_resources.errors import DataValidationError, LoomError, SchemaMismatchError
+from loom_resources.model import RunParams, TargetSpec, WriteContext
+from loom_resources.polars_types import to_expr
+from loom_resources.predicates import Compare, Or
+
+_OPS = ("upsert", "delete")
+
+
+def _split_changelog(df: pl.DataFrame, spec: TargetSpec) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    h = spec.history
+    assert h is not None
+    if h.input != "changelog":
+        return df, None
+    if h.op_column not in df.columns:
+        raise SchemaMismatchError(str(spec.ref), [f"change-log input needs the operation column {h.op_column!r}"])
+    bad = df.filter(~pl.col(h.op_column).is_in(_OPS) | pl.col(h.op_column).is_null())
+    if bad.height:
+        raise DataValidationError(
+            str(spec.ref), h.op_column, f"{bad.height} row(s) have an operation other than {list(_OPS)}"
+        )
+    keys = list(spec.merge_keys)
+    deletes = df.filter(pl.col(h.op_column) == "delete").select(keys)
+    return df.filter(pl.col(h.op_column) == "upsert").drop(h.op_column), deletes
+
+
+def write_history(
+    frame: pl.LazyFrame | pl.DataFrame,
+    spec: TargetSpec,
+    loc: DeltaLocation,
+    params: RunParams,
+    write_ctx: WriteContext | None,
+) -> tuple[WritePlan, dict[str, Any]]:
+    """Apply a snapshot or change log at the effective time in one commit."""
+    h = spec.history
+    assert h is not None
+    # History compares the whole incoming state with the current versions, so it is eager.
+    df = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
+    upserts, deletes = _split_changelog(df, spec)
+    plan = build_plan(upserts, spec, loc, write_ctx)
+    up = plan.frame.collect() if isinstance(plan.frame, pl.LazyFrame) else plan.frame
+    keys = list(spec.merge_keys)
+    check_unique_keys(pl.concat([up.select(keys), deletes]) if deletes is not None else up, spec)
+    for check in plan.checks:
+        check(up)
+    up = up.select(_to_storable_exprs(tuple(c for c in plan.columns if c.name in up.columns)))
+    when = effective_timestamp(spec, params, write_ctx)
+    ts = pl.lit(when, pl.Datetime("us"))
+    vf, vt, cur, deleted = h.valid_from, h.valid_to, h.current_column, h.deleted_column
+    soft = h.delete_policy == "soft_delete"
+
+    def opened(rows: pl.DataFrame, *, is_deleted: bool = False) -> pl.DataFrame:
+        cols = [ts.alias(vf), pl.lit(None, pl.Datetime("us")).alias(vt), pl.lit(True).alias(cur)]
+        if soft:
+            cols.append(pl.lit(is_deleted).alias(deleted))
+        return rows.with_columns(cols)
+
+    def closed(rows: pl.DataFrame) -> pl.DataFrame:
+        return rows.with_columns(ts.alias(vt), pl.lit(False).alias(cur))
+
+    if plan.table is None:
+        out = opened(up)
+        predicate = None
+    else:
+        affected_pred = Or((Compare(cur, "=", True), Compare(vt, "=", when), Compare(vf, "=", when)))
+        scan = pl.scan_delta(loc.uri, storage_options=loc.storage_options or None)
+        latest = scan.select(pl.col(vf).max(), pl.col(vt).max()).collect().row(0)
+        if any(x is not None and x > when for x in latest):
+            raise LoomError(
+                f"table {spec.ref} already has history after the effective time {when.isoformat()} "
+                f"(latest change {max(x for x in latest if x is not None).isoformat()}); history only moves forward"
+            )
+        affected = scan.filter(to_expr(affected_pred)).collect()
+        # undo an earlier run at the same effective time
+        current = affected.filter(pl.col(vf) != ts).with_columns(
+            pl.when(pl.col(vt) == ts).then(pl.lit(None, pl.Datetime("us"))).otherwise(pl.col(vt)).alias(vt),
+            pl.lit(True).alias(cur),
+        )
+        out = _apply(current, up, deletes, spec, opened, closed)
+        predicate = render(affected_pred, spec)
+    names = [c.name for c in plan.columns]
+    out = pl.concat([out], how="diagonal_relaxed").select(
+        [pl.col(n) if n in out.columns else pl.lit(None).alias(n) for n in names]
+    )
+    data = out.to_arrow().cast(plan.schema)
+
+    def attempt() -> None:
+        commit(plan, data, mode="overwrite" if predicate else "append", predicate=predicate,
+               schema_mode="merge" if plan.new_columns else None)
+
+    with_retries(plan, attempt)
+    return plan, {"rows": up.height + (deletes.height if deletes is not None else 0), "effective_at": when.isoformat()}
+
+
+def _apply(current: pl.DataFrame, up: pl.DataFrame, deletes: pl.DataFrame | None, spec: TargetSpec,
+           opened: Any, closed: Any) -> pl.DataFrame:
+    h = spec.history
+    assert h is not None
+    keys = list(spec.merge_keys)
+    soft = h.delete_policy == "soft_delete"
+    tracked = [c for c in spec.tracked_columns if c in up.columns]
+    matched = current.join(up.select(keys + tracked), on=keys, how="inner", suffix="__new")
+    diff = [~pl.col(c).eq_missing(pl.col(f"{c}__new")) for c in tracked]
+    if soft:
+        diff.append(pl.col(h.deleted_column))
+    changed_expr = pl.any_horizontal(diff) if diff else pl.lit(False)
+    changed = matched.filter(changed_expr).select(current.columns)
+    same = matched.filter(~changed_expr).select(keys + [h.valid_from])
+    parts = [
+        closed(changed),
+        opened(up.join(same.select(keys), on=keys, how="anti")),
+        # unchanged tracked columns: keep the version, refresh the other columns in place
+        _refresh(up, same, keys, h.valid_from, opened),
+    ]
+    if deletes is None:
+        missing = current.join(up.select(keys), on=keys, how="anti")
+        untouched = current.clear()
+    else:
+        missing = current.join(deletes, on=keys, how="semi")
+        untouched = current.join(pl.concat([up.select(keys), deletes]), on=keys, how="anti")
+    parts.append(untouched)
+    if h.delete_policy == "ignore":
+        parts.append(missing)
+    elif h.delete_policy == "close":
+        parts.append(closed(missing))
+    else:
+        gone = missing.filter(pl.col(h.deleted_column))
+        to_delete = missing.filter(~pl.col(h.deleted_column))
+        tomb = opened(to_delete.drop(h.valid_from, h.valid_to, h.current_column, h.deleted_column), is_deleted=True)
+        parts += [gone, closed(to_delete), tomb]
+    return pl.concat(parts, how="diagonal_relaxed")
+
+
+def _refresh(up: pl.DataFrame, same: pl.DataFrame, keys: list[str], valid_from: str, opened: Any) -> pl.DataFrame:
+    rows = opened(up.join(same.select(keys), on=keys, how="semi"))
+    return rows.drop(valid_from).join(same, on=keys, how="inner")
+
