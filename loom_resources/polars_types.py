@@ -84,7 +84,9 @@ def to_expr(pred: Predicate) -> pl.Expr:
             raise PredicateError(f"parameter {pred.value.name!r} is unbound; bind the predicate first")
         c = pl.col(pred.column)
         if pred.value is None:
-            return c.is_null() if pred.op == "=" else c.is_not_null()
+            if pred.op in ("=", "!="):
+                return c.is_null() if pred.op == "=" else c.is_not_null()
+            return pl.lit(None, dtype=pl.Boolean)  # like SQL: "a < NULL" is unknown
         v = pl.lit(pred.value)
         ops = {"=": c == v, "!=": c != v, "<": c < v, "<=": c <= v, ">": c > v, ">=": c >= v}
         return ops[pred.op]
