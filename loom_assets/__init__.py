@@ -3,6 +3,13 @@
 ``loom_assets.defs`` is the ``dagster.Definitions`` of the sample platform.
 """
 
+import warnings
+
+import dagster as dg
+
+# the factory relies on beta APIs on purpose (single-run backfills, schema-change checks)
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
+
 from loom_assets.declare import DataCheck, Source, Table, accepted_values, not_null, row_count, unique
 from loom_assets.definitions import build_definitions
 from loom_assets.factory import build_assets

@@ -18,9 +18,9 @@ import dagster as dg
 INSTANCE_YAML = """\
 # written by `make demo` / `make ui`: the embedded ClickHouse engine allows one process per
 # data path, so runs are queued one at a time and every Loom asset shares one pool slot.
-run_queue:
-  max_concurrent_runs: 1
 concurrency:
+  runs:
+    max_concurrent_runs: 1
   pools:
     default_limit: 1
 telemetry:

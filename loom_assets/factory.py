@@ -8,18 +8,18 @@ ClickHouse when every source lives there, else with Polars) or the Python transf
 returns the frame; the IO manager writes it.
 """
 
-from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import dagster as dg
+from dagster import AssetExecutionContext
 
-from loom_assets.checks import SCHEMA_CHECK, data_check, schema_check
+from loom_assets.checks import SCHEMA_CHECK, data_check, expected_stored_schema, schema_check
 from loom_assets.declare import Table
 from loom_assets.sql_body import bind_sql, check_sql
-from loom_resources import Backend, SourceSpec, SpecError
+from loom_resources import Backend, SourceSpec, SpecError, UnsupportedTypeError
 from loom_resources.io_manager import SQL_ENGINE_METADATA, STARTED_AT_METADATA, run_params_for, slice_predicate
 from loom_resources.registry import REGISTRY, AssetBinding, InputBinding
 from loom_resources.sql import PolarsSQLExecutor
@@ -37,6 +37,10 @@ def validate_tables(tables: Sequence[Table]) -> None:
         for s in t.sources:
             if str(s.ref) not in by_name:  # type: ignore[union-attr]
                 raise SpecError(f"table {t.ref}: source {s.ref} is not a declared table")  # type: ignore[union-attr]
+        try:
+            expected_stored_schema(t)
+        except UnsupportedTypeError as exc:
+            raise SpecError(f"table {t.ref}: {exc}") from exc
         if t.sql is not None:
             check_sql(t.sql, [s.name for s in t.sources], table=str(t.ref))  # type: ignore[union-attr]
     # depth-first search for cycles, reporting the path
@@ -112,8 +116,8 @@ def build_asset(table: Table, by_name: dict[str, Table], *, pool: str | None = N
         metadata=columns_md,
         pool=pool,
     )
-    def _asset(context: dg.AssetExecutionContext, **inputs: Any) -> Iterator[Any]:
-        started = dt.datetime.now(dt.timezone.utc)
+    def _asset(context: AssetExecutionContext, **inputs: Any) -> Iterator[Any]:
+        started = dt.datetime.now(dt.UTC)
         params = asset_run_params(context, table)
         engine: str | None = None
         if table.sql is not None:

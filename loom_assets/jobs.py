@@ -1,10 +1,11 @@
 """Jobs and schedules: the daily job of the partitioned tables and the maintenance job."""
 
-from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import dagster as dg
+from dagster import OpExecutionContext
 
 from loom_assets.declare import Table
 from loom_resources import Backend, TableRef, WriteMode
@@ -15,7 +16,7 @@ def _maintenance_job(tables: Sequence[Table]) -> dg.JobDefinition:
     merge_refs = [str(t.ref) for t in tables if Backend(t.backend) is Backend.CLICKHOUSE and WriteMode(t.mode) is WriteMode.MERGE]
 
     @dg.op(required_resource_keys={"delta", "clickhouse"})
-    def loom_maintenance(context: dg.OpExecutionContext) -> None:
+    def loom_maintenance(context: OpExecutionContext) -> None:
         """Compact and vacuum every Delta table; OPTIMIZE ... FINAL the ClickHouse merge tables."""
         delta = context.resources.delta
         for name in delta_refs:
@@ -40,10 +41,10 @@ def _maintenance_job(tables: Sequence[Table]) -> dg.JobDefinition:
 
 def build_jobs(
     tables: Sequence[Table], assets: Sequence[dg.AssetsDefinition]
-) -> tuple[list[dg.JobDefinition | dg.UnresolvedAssetJobDefinition], list[dg.ScheduleDefinition]]:
+) -> tuple[list[Any], list[dg.ScheduleDefinition]]:
     """The daily job (one per distinct partitions definition) with its schedule, and the
     maintenance job scheduled weekly."""
-    jobs: list[dg.JobDefinition | dg.UnresolvedAssetJobDefinition] = []
+    jobs: list[Any] = []
     schedules: list[dg.ScheduleDefinition] = []
     partitioned = [t for t in tables if t.partitions is not None]
     if partitioned:

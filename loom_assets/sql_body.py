@@ -60,7 +60,7 @@ def check_sql(sql: str, aliases: Iterable[str], *, table: str, extra_params: Ite
 
 def _literal(value: Any, dialect: SQLDialect) -> str:
     if isinstance(value, dt.datetime) and dialect == "polars":
-        naive = value.astimezone(dt.timezone.utc).replace(tzinfo=None) if value.tzinfo else value
+        naive = value.astimezone(dt.UTC).replace(tzinfo=None) if value.tzinfo else value
         return f"CAST('{naive.isoformat()}' AS TIMESTAMP)"
     return sql_literal(value, "clickhouse" if dialect == "clickhouse" else "datafusion")
 

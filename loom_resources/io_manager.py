@@ -20,12 +20,21 @@ from typing import Any
 
 import dagster as dg
 import polars as pl
+from pydantic import Field
 
 from loom_resources.clickhouse import ClickHouseResource
 from loom_resources.contracts import SourceReader, StreamingSourceReader, TargetWriter
 from loom_resources.delta import DeltaResource
 from loom_resources.dtypes import Date, Datetime, Schema
-from loom_resources.model import Backend, RunParams, SourceSpec, TargetSpec, WriteContext, WriteResult, partition_key_value
+from loom_resources.model import (
+    Backend,
+    RunParams,
+    SourceSpec,
+    TargetSpec,
+    WriteContext,
+    WriteResult,
+    partition_key_value,
+)
 from loom_resources.predicates import Predicate, col
 from loom_resources.registry import REGISTRY, AssetBinding, InputBinding
 from loom_resources.run_records import RUN_RECORDS_SPEC, RunRecord
@@ -101,8 +110,8 @@ def slice_predicate(upstream: AssetBinding, keys: list[str], window: dg.TimeWind
         if isinstance(dtype, Date):
             start, end = start.date(), end.date()
         elif isinstance(dtype, Datetime) and dtype.tz is None:
-            start = start.astimezone(dt.timezone.utc).replace(tzinfo=None)
-            end = end.astimezone(dt.timezone.utc).replace(tzinfo=None)
+            start = start.astimezone(dt.UTC).replace(tzinfo=None)
+            end = end.astimezone(dt.UTC).replace(tzinfo=None)
         return col(c).window(start, end)
     preds: list[Predicate] = []
     for k in keys:
@@ -137,9 +146,9 @@ class LoomIOManager(dg.ConfigurableIOManager):
         )
     """
 
-    delta: dg.ResourceDependency[DeltaResource]
-    clickhouse: dg.ResourceDependency[ClickHouseResource]
-    record_runs: bool = dg.Field(default=True, description="Append one row per write to loom.run_records (Delta).")  # type: ignore[assignment]
+    delta: DeltaResource
+    clickhouse: ClickHouseResource
+    record_runs: bool = Field(default=True, description="Append one row per write to loom.run_records (Delta).")
 
     # -- dispatch ---------------------------------------------------------------------------
     def backend(self, backend: Backend) -> Any:
@@ -161,7 +170,7 @@ class LoomIOManager(dg.ConfigurableIOManager):
         binding = REGISTRY.get(tuple(context.asset_key.path))
         spec = binding.target
         started = time.monotonic()
-        started_at = dt.datetime.now(dt.timezone.utc)
+        started_at = dt.datetime.now(dt.UTC)
         if context.has_asset_partitions:
             keys = list(context.asset_partition_keys)
             params = run_params_for(keys, _time_window(context), binding.partition_columns)
@@ -237,7 +246,7 @@ class LoomIOManager(dg.ConfigurableIOManager):
         rec = RunRecord(
             run_id=wctx.run_id, asset=wctx.asset_key, table_name=str(spec.ref), partition_keys=wctx.partition_keys,
             mode=spec.mode.value, rows=rows, status=status, error=error, started_at=started,
-            finished_at=dt.datetime.now(dt.timezone.utc),
+            finished_at=dt.datetime.now(dt.UTC),
         )
         try:
             self.delta.write(rec.to_frame(), RUN_RECORDS_SPEC, RunParams())
@@ -259,8 +268,6 @@ class LoomIOManager(dg.ConfigurableIOManager):
             ib = consumer_binding.inputs.get(alias)
         ib = ib or InputBinding(SourceSpec(upstream.target.ref))
         resource = self.backend(upstream.target.backend)
-        if ib.relation:
-            return resource.relation(upstream.target.ref)
         keys: list[str] = []
         window = None
         if context.has_asset_partitions:
@@ -272,6 +279,9 @@ class LoomIOManager(dg.ConfigurableIOManager):
             pred = sliced if pred is None else (pred & sliced)
         spec = SourceSpec(upstream.target.ref, ib.source.columns, pred, ib.source.version)
         params = step_run_params(context.step_context, consumer_binding.partition_columns if consumer_binding else {})
+        if ib.relation:
+            # SQL pushed down: the body gets a reference to the sliced table, not its rows
+            return resource.relation(spec, params)
         if ib.streaming:
             if not isinstance(resource, StreamingSourceReader):
                 raise TypeError(f"input {alias} of {consumer}: backend of {spec.ref} cannot stream")

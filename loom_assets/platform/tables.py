@@ -4,7 +4,6 @@ ClickHouse warehouse and marts (SQL pushed down into ClickHouse), and an export 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 import dagster as dg
 import polars as pl
@@ -49,7 +48,8 @@ def land_customers(context: dg.AssetExecutionContext) -> pl.DataFrame:
 def export_revenue(context: dg.AssetExecutionContext, daily_category_revenue: pl.LazyFrame) -> pl.LazyFrame:
     """Stream the ClickHouse mart back into Delta with a 7-day moving revenue."""
     return daily_category_revenue.sort("category", "order_date").with_columns(
-        revenue_7d=pl.col("revenue").rolling_sum(7, min_samples=1).over("category")
+        pl.col("orders").cast(pl.Int64),
+        revenue_7d=pl.col("revenue").cast(pl.Float64).rolling_sum(7, min_samples=1).over("category"),
     )
 
 
@@ -83,7 +83,7 @@ TABLES: list[Table] = [
         columns=ORDER_COLUMNS[:6] + [C("category", "string", False), C("amount", "decimal(38,2)", False)],
         sql="""
             SELECT o.order_id, o.order_date, o.order_ts, o.customer_id, o.product_id, o.quantity,
-                   p.category, CAST(o.quantity AS DECIMAL(38, 2)) * p.unit_price AS amount
+                   p.category, CAST(o.quantity * p.unit_price AS DECIMAL(38, 2)) AS amount
             FROM orders o JOIN products p ON o.product_id = p.product_id
             WHERE o.status <> 'cancelled'
               AND o.order_date >= {partition_start_date} AND o.order_date < {partition_end_date}
@@ -152,7 +152,7 @@ TABLES: list[Table] = [
         "exports.category_revenue", backend="delta", mode="overwrite",
         sources=[Source("marts.daily_category_revenue", streaming=True)],
         columns=[C("order_date", "date", False), C("category", "string", False), C("revenue", "decimal(38,2)", False),
-                 C("orders", "uint64", False), C("revenue_7d", "decimal(38,2)")],
+                 C("orders", "int64", False), C("revenue_7d", "float64")],
         transform=export_revenue,
         description="The revenue mart streamed back from ClickHouse into Delta for downstream consumers.",
     ),
