@@ -50,7 +50,7 @@ def build_jobs(
     if partitioned:
         pdef = partitioned[0].partitions
         keys = [t.asset_key for t in partitioned if t.partitions == pdef]
-        daily = dg.define_asset_job("loom_daily", selection=dg.AssetSelection.assets(*keys), partitions_def=pdef)
+        daily = dg.define_asset_job("loom_daily", selection=dg.AssetSelection.assets(*keys))
         jobs.append(daily)
         schedules.append(dg.build_schedule_from_partitioned_job(daily))  # type: ignore[arg-type]
     maintenance = _maintenance_job(tables)

@@ -32,6 +32,7 @@ ORDER_COLS = [
 
 @pytest.fixture
 def resources(tmp_path: Path, chdb_url: str) -> dict[str, Any]:
+    (tmp_path / "delta").mkdir()
     delta = DeltaResource(root=str(tmp_path / "delta"))
     ch = ClickHouseResource(url=chdb_url)
     return {"delta": delta, "clickhouse": ch, "io_manager": LoomIOManager(delta=delta, clickhouse=ch)}
@@ -154,9 +155,9 @@ def test_blocking_schema_check_stops_downstream(resources: dict[str, Any], uniqu
 
     uri = resources["delta"].table_uri(__import__("loom_resources").TableRef(s, "up"))
     Path(uri).parent.mkdir(parents=True, exist_ok=True)
-    # the stored table carries a column the declaration does not know
-    write_deltalake(uri, pl.DataFrame({"id": [0], "undeclared": ["x"]}).to_arrow())
-    up = Table(f"{s}.up", backend="delta", mode="append", columns=[ColumnSchema("id", "int64")],
+    # the table was created outside Loom with a nullable id; the declaration says not null
+    write_deltalake(uri, pl.DataFrame({"id": [0]}).to_arrow())
+    up = Table(f"{s}.up", backend="delta", mode="append", columns=[ColumnSchema("id", "int64", False)],
                transform=lambda context: pl.DataFrame({"id": [1]}))
     down = Table(f"{s}.down", backend="delta", mode="overwrite", columns=[ColumnSchema("id", "int64")],
                  sources=[f"{s}.up"], sql="SELECT id FROM up")
@@ -164,7 +165,8 @@ def test_blocking_schema_check_stops_downstream(resources: dict[str, Any], uniqu
     assert not result.success
     evals = {e.asset_key.path[-1]: e for e in result.get_asset_check_evaluations()}
     assert evals["up"].passed is False
-    assert "undeclared" in evals["up"].metadata["problems"].value  # type: ignore[operator]
+    assert "'id' nullability differs" in evals["up"].metadata["problems"].value  # type: ignore[operator]
+    assert read_delta(resources, f"{s}.up")["id"].sort().to_list() == [0, 1]
     assert not Path(resources["delta"].table_uri(down.ref)).exists()
 
 
