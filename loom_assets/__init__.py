@@ -10,10 +10,10 @@ import dagster as dg
 # the factory relies on beta APIs on purpose (single-run backfills, schema-change checks)
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
-from loom_assets.declare import DataCheck, Source, Table, accepted_values, not_null, row_count, unique
-from loom_assets.definitions import build_definitions
-from loom_assets.factory import build_assets
-from loom_assets.platform import TABLES
+from loom_assets.declare import DataCheck, Source, Table, accepted_values, not_null, row_count, unique  # noqa: E402 (after the warnings filter)
+from loom_assets.definitions import build_definitions  # noqa: E402 (after the warnings filter)
+from loom_assets.factory import build_assets  # noqa: E402 (after the warnings filter)
+from loom_assets.platform import TABLES  # noqa: E402 (after the warnings filter)
 
 defs = build_definitions(TABLES)
 
