@@ -94,10 +94,12 @@ def conform(
                 problems.append(f"column {c.name!r} has type {got}, expected {c.dtype} (no lossless cast)")
     extra = [n for n in fschema if n not in declared and n not in maintained]
     new_cols: list[ColumnSchema] = []
+    evolved: list[ColumnSchema] = []
     if extra:
         if spec.schema_mode is SchemaMode.EVOLVE:
             for n in extra:
                 new_cols.append(ColumnSchema(n, from_polars(fschema[n]), nullable=True))
+            evolved = list(new_cols)  # frame-only columns kept under evolve (new or stored already)
         else:
             for n in extra:
                 problems.append(
@@ -116,11 +118,17 @@ def conform(
                     )
             elif storable(c.dtype) != s.dtype:
                 problems.append(f"column {c.name!r} is stored as {s.dtype} but declared as {c.dtype}")
+        for i, c in enumerate(evolved):
+            s = have.get(c.name)
+            if s is not None and storable(c.dtype) != s.dtype:
+                if is_safe_cast(c.dtype, s.dtype):
+                    casts[c.name], evolved[i] = to_polars(s.dtype), ColumnSchema(c.name, s.dtype, nullable=True)
+                else:
+                    problems.append(f"column {c.name!r} is stored as {s.dtype} but the frame has {c.dtype}")
         new_cols = [c for c in new_cols if c.name not in have]
     if problems:
         raise SchemaMismatchError(table, problems)
-    extras_in_order = [c for c in new_cols if c.name not in declared]
-    out_cols = spec.columns + tuple(extras_in_order)
+    out_cols = spec.columns + tuple(evolved)
     exprs = [pl.col(c.name).cast(casts[c.name]) if c.name in casts else pl.col(c.name) for c in out_cols]
     exprs += [pl.col(n) for n in fschema if n in maintained and n not in {c.name for c in out_cols}]
     return Conformed(frame.select(exprs), out_cols, tuple(new_cols))
