@@ -75,9 +75,13 @@ def main() -> int:
                 "dagster/asset_partition_range_start": DEMO_START.isoformat(),
                 "dagster/asset_partition_range_end": DEMO_END.isoformat(),
             }
-        print(f"== materializing {label}: {', '.join(k.to_user_string() for k in keys)}", flush=True)
+        names = ", ".join(sorted(k.to_user_string() for k in keys))
+        print(f"== materializing {label}: {names}", flush=True)
         t0 = time.monotonic()
-        result = dg.materialize(assets, selection=keys, resources=resources, instance=instance, tags=tags)  # type: ignore[arg-type]
+        result = dg.materialize(
+            assets, selection=keys, resources=resources, instance=instance, tags=tags,  # type: ignore[arg-type]
+            run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+        )
         print(f"   run {result.run_id} ok in {time.monotonic() - t0:.1f}s", flush=True)
     print("\n== tables written (read back from the stores)")
     for line in table_report():

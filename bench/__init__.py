@@ -1,0 +1,1 @@
+"""Benchmarks (not tests): each compares Loom with the raw library in the same run."""
