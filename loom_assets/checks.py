@@ -22,11 +22,14 @@ SCHEMA_CHECK = "schema_matches_declaration"
 def expected_stored_schema(table: Table) -> Schema:
     """The schema the backend should report for the declaration (its storage types)."""
     spec = table.target
+    from loom_resources import clickhouse_types, delta_types
+
     if spec.backend is Backend.DELTA:
-        from loom_resources.delta_types import storable
-    else:
-        from loom_resources.clickhouse_types import storable
-    return tuple(ColumnSchema(c.name, storable(c.dtype), c.nullable) for c in spec.stored_columns())
+        return tuple(
+            ColumnSchema(c.name, delta_types.storable(c.dtype, column=f"{spec.ref}.{c.name}"), c.nullable)
+            for c in spec.stored_columns()
+        )
+    return tuple(ColumnSchema(c.name, clickhouse_types.storable(c.dtype), c.nullable) for c in spec.stored_columns())
 
 
 def schema_check(table: Table, stored: Schema | None) -> dg.AssetCheckResult:

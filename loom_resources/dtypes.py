@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 TimeUnit = Literal["ms", "us", "ns"]
 
@@ -262,6 +262,10 @@ class ColumnSchema:
     name: str
     dtype: DataType
     nullable: bool = True
+
+    if TYPE_CHECKING:  # the generated __init__ also takes a type string; tell the type checker
+
+        def __init__(self, name: str, dtype: DataType | str, nullable: bool = True) -> None: ...
 
     def __post_init__(self) -> None:
         if isinstance(self.dtype, str):

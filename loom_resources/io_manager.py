@@ -265,7 +265,7 @@ class LoomIOManager(dg.ConfigurableIOManager):
         consumer_binding: AssetBinding | None = None
         if consumer is not None:
             consumer_binding = REGISTRY.get(tuple(consumer))
-            ib = consumer_binding.inputs.get(alias)
+            ib = consumer_binding.inputs.get(str(alias))
         ib = ib or InputBinding(SourceSpec(upstream.target.ref))
         resource = self.backend(upstream.target.backend)
         keys: list[str] = []

@@ -93,3 +93,9 @@ def test_bind_sql_missing_value_names_parameter() -> None:
 def test_code_version_changes_with_sql() -> None:
     assert t("s.v", sql="SELECT 1 AS id").code_version != t("s.v", sql="SELECT 2 AS id").code_version
     assert t("s.v", sql="SELECT 1 AS id").code_version == t("s.v", sql="SELECT 1 AS id").code_version
+
+
+def test_type_the_backend_cannot_store_fails_at_load() -> None:
+    bad = Table("s.u", backend="delta", columns=[ColumnSchema("n", "uint64")], sql="SELECT 1 AS n")
+    with pytest.raises(SpecError, match=r"table s\.u: .*uint64"):
+        validate_tables([bad])
