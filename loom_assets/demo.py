@@ -57,6 +57,32 @@ def waves(defs: dg.Definitions) -> list[tuple[str, list[dg.AssetKey], bool]]:
     return [("reference tables", first, False), ("daily tables", sorted(partitioned), True), ("downstream tables", last, False)]
 
 
+def materialize_platform(
+    defs: dg.Definitions, instance: dg.DagsterInstance, start: str, end: str, *, log_level: str = "INFO"
+) -> list[dg.ExecuteInProcessResult]:
+    """Materialize every asset of ``defs``: the daily ones over ``start``..``end`` (inclusive)
+    as one single-run backfill, the others before or after them."""
+    assets = list(defs.assets or []) + list(defs.asset_checks or [])  # type: ignore[arg-type]
+    resources = dict(defs.resources or {})
+    results = []
+    for label, keys, is_partitioned in waves(defs):
+        if not keys:
+            continue
+        tags = {}
+        if is_partitioned:
+            tags = {"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end}
+        names = ", ".join(sorted(k.to_user_string() for k in keys))
+        print(f"== materializing {label}: {names}", flush=True)
+        t0 = time.monotonic()
+        result = dg.materialize(
+            assets, selection=keys, resources=resources, instance=instance, tags=tags,  # type: ignore[arg-type]
+            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+        )
+        print(f"   run {result.run_id} ok in {time.monotonic() - t0:.1f}s", flush=True)
+        results.append(result)
+    return results
+
+
 def main() -> int:
     """Materialize everything, then print tables and row counts."""
     instance = ensure_instance()
@@ -64,25 +90,8 @@ def main() -> int:
     from loom_assets.platform import DEMO_END, DEMO_START
     from loom_assets.report import table_report
 
-    assets = list(defs.assets or []) + list(defs.asset_checks or [])  # type: ignore[arg-type]
-    resources = dict(defs.resources or {})
-    for label, keys, is_partitioned in waves(defs):
-        if not keys:
-            continue
-        tags = {}
-        if is_partitioned:
-            tags = {
-                "dagster/asset_partition_range_start": DEMO_START.isoformat(),
-                "dagster/asset_partition_range_end": DEMO_END.isoformat(),
-            }
-        names = ", ".join(sorted(k.to_user_string() for k in keys))
-        print(f"== materializing {label}: {names}", flush=True)
-        t0 = time.monotonic()
-        result = dg.materialize(
-            assets, selection=keys, resources=resources, instance=instance, tags=tags,  # type: ignore[arg-type]
-            run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
-        )
-        print(f"   run {result.run_id} ok in {time.monotonic() - t0:.1f}s", flush=True)
+    print(f"LOOM_HOME={os.environ['LOOM_HOME']}  (orders per day: {os.environ.get('LOOM_DEMO_ROWS_PER_DAY', '100000')})")
+    materialize_platform(defs, instance, DEMO_START.isoformat(), DEMO_END.isoformat())
     print("\n== tables written (read back from the stores)")
     for line in table_report():
         print(line)

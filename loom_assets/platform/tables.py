@@ -10,7 +10,7 @@ import polars as pl
 
 from loom_assets.declare import Source, Table, accepted_values, not_null, row_count, unique
 from loom_assets.platform import synthetic
-from loom_resources import ClickHouseTableOptions, ColumnSchema, HistoryOptions
+from loom_resources import ClickHouseTableOptions, ColumnSchema, HistoryOptions, col, param
 
 DEMO_START = dt.date(2026, 11, 1)
 DEMO_END = dt.date(2026, 11, 14)  # inclusive: `make demo` materializes 14 days
@@ -89,6 +89,15 @@ TABLES: list[Table] = [
               AND o.order_date >= {partition_start_date} AND o.order_date < {partition_end_date}
         """,
         checks=[not_null("amount")],
+    ),
+    Table(
+        "staging.order_status", backend="delta", mode="replace_where", partitions=daily,
+        partition_column="order_date", audit_columns=True,
+        replace_predicate=col("order_date").window(param("partition_start_date"), param("partition_end_date")),
+        sources=[Source("raw.orders", columns=("order_date", "status"))],
+        columns=[C("order_date", "date", False), C("status", "string", False), C("orders", "uint32", False)],
+        sql="SELECT order_date, status, CAST(count(*) AS INT UNSIGNED) AS orders FROM orders GROUP BY order_date, status",
+        description="Orders per day and status; the run's window is replaced by predicate, with audit columns.",
     ),
     Table(
         "staging.customers", backend="delta", mode="merge", merge_keys=["customer_id"], sources=["raw.customers"],
