@@ -203,7 +203,7 @@ class Enum(DataType):
             raise ValueError(f"enum categories must be unique, got {self.categories}")
 
     def __str__(self) -> str:
-        cats = ",".join("'" + c.replace("'", "\\'") + "'" for c in self.categories)
+        cats = ",".join("'" + c.replace("\\", "\\\\").replace("'", "\\'") + "'" for c in self.categories)
         return f"enum({cats})"
 
 
@@ -293,9 +293,13 @@ _SIMPLE: dict[str, DataType] = {
 
 
 def _split_top(text: str, sep: str = ",") -> list[str]:
-    parts, depth, buf, quote = [], 0, "", False
+    parts, depth, buf, quote, escaped = [], 0, "", False, False
     for ch in text:
-        if ch == "'" and not buf.endswith("\\"):
+        if quote and escaped:
+            escaped = False
+        elif quote and ch == "\\":
+            escaped = True
+        elif ch == "'":
             quote = not quote
         if not quote and ch in "<(":
             depth += 1
@@ -352,7 +356,7 @@ def parse_dtype(text: str) -> DataType:
         cats = [c.strip() for c in _split_top(t[5:-1])]
         if not all(len(c) >= 2 and c[0] == c[-1] == "'" for c in cats):
             raise ValueError(f"enum categories must be quoted strings, got {text!r}")
-        return Enum(tuple(c[1:-1].replace("\\'", "'") for c in cats))
+        return Enum(tuple(re.sub(r"\\([\\'])", r"\1", c[1:-1]) for c in cats))
     raise ValueError(f"unknown data type {text!r}")
 
 

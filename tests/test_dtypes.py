@@ -125,7 +125,16 @@ ROUND_TRIP: list[DataType] = [
     Struct((Field("outer", Struct((Field("inner", Datetime("us", "UTC"), nullable=False),))),)),
     Enum(("a", "b", "c")),
     Enum(("it's", "a,b", "with space", "(paren)")),
+    Enum(("x\\", "y")),
+    Enum(("\\'", "a\\b", "\\\\", "'")),
+    Struct((Field("e", Enum(("p\\", "q,r"))), Field("n", Int8()))),
 ]
+
+
+def test_enum_backslash_forms() -> None:
+    assert str(Enum(("x\\", "y"))) == "enum('x\\\\','y')"
+    # a lone backslash before another character is kept as written
+    assert parse_dtype("enum('a\\b')") == Enum(("a\\b",))
 
 
 @pytest.mark.parametrize("dtype", ROUND_TRIP, ids=lambda d: repr(d))
