@@ -10,6 +10,7 @@ that says what to do.
 from __future__ import annotations
 
 import atexit
+import base64
 import os
 import shutil
 import tempfile
@@ -148,18 +149,21 @@ class ClickHouseResource(ConfigurableResource):
 
         url = self.resolved_url()
         p = urlparse(url)
+        err: LoomError | None = None
         try:
             if p.scheme == "chdb":
                 Path(p.path).mkdir(parents=True, exist_ok=True)
                 self._client = clickhouse_connect.get_client(dsn=f"chdb://{p.path}")
             elif p.scheme in ("http", "https"):
                 password = self._password(p.password)
-                self._secrets = [s for s in {password, p.password or ""} if s]
+                user = p.username or "default"
+                self._secrets = [x for x in {password, p.password or ""} if x]
+                self._secrets += [base64.b64encode(f"{user}:{x}".encode()).decode() for x in self._secrets]
                 self._client = clickhouse_connect.get_client(
                     interface=p.scheme,
                     host=p.hostname or "localhost",
                     port=p.port,
-                    username=p.username or "default",
+                    username=user,
                     password=password,
                     database=(p.path.strip("/") or None),
                     connect_timeout=self.connect_timeout_s,
@@ -168,13 +172,16 @@ class ClickHouseResource(ConfigurableResource):
                     autogenerate_session_id=False,
                 )
             else:
-                raise BackendUnavailableError(
+                err = BackendUnavailableError(
                     f"unsupported ClickHouse URL scheme {p.scheme!r} in {self.store()}: use chdb:// or http(s)://"
                 )
-        except LoomError:
-            raise
+        except LoomError as exc:
+            err = exc
         except Exception as exc:
-            raise self._unavailable(exc) from None
+            err = self._unavailable(exc)
+        if err is not None:
+            # raised outside the handler so the client's error (which may echo credentials) is not chained
+            raise err
         return self._client
 
     def _unavailable(self, exc: BaseException) -> BackendUnavailableError:
@@ -185,7 +192,7 @@ class ClickHouseResource(ConfigurableResource):
                 f"cannot open embedded ClickHouse at {where}: this process already holds another chdb path. "
                 f"{_EMBEDDED_HELP} (engine said: {msg})"
             )
-        if "Cannot lock file" in msg or "Another server instance" in msg:
+        if "Cannot lock file" in msg or "Another server instance" in msg or _held_elsewhere(self.resolved_url()):
             return BackendUnavailableError(
                 f"cannot open embedded ClickHouse at {where}: another process holds this path. "
                 f"{_EMBEDDED_HELP} (engine said: {msg})"
@@ -195,6 +202,8 @@ class ClickHouseResource(ConfigurableResource):
                 f"ClickHouse at {where} rejected the credentials (authentication failed); "
                 f"check the user and the password in ${self.password_env or 'the URL'}"
             )
+        if "Error initializing EmbeddedServer" in msg:
+            return BackendUnavailableError(f"cannot open embedded ClickHouse at {where}. {_EMBEDDED_HELP} (engine said: {msg})")
         return BackendUnavailableError(f"cannot connect to ClickHouse at {where}: {msg}")
 
     def close(self) -> None:
@@ -225,29 +234,25 @@ class ClickHouseResource(ConfigurableResource):
             return self._unavailable(exc)
         return LoomError(f"ClickHouse failed to {what}: {self.scrub(str(exc))}")
 
+    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            err = self._fail(exc, what)
+        # raised outside the handler so the client's error (which may echo credentials) is not chained
+        raise err
+
     def command(self, sql: str, *, what: str = "run a command", settings: Mapping[str, Any] | None = None) -> Any:
         """Run one statement; errors come back as :class:`LoomError` with secrets scrubbed."""
-        client = self.client()
-        try:
-            return client.command(sql, settings=dict(settings or {}))
-        except Exception as exc:
-            raise self._fail(exc, what) from None
+        return self._call(what, self.client().command, sql, settings=dict(settings or {}))
 
     def query_rows(self, sql: str, *, what: str = "run a query") -> list[tuple[Any, ...]]:
         """Run a small query and return its rows."""
-        client = self.client()
-        try:
-            return list(client.query(sql).result_rows)
-        except Exception as exc:
-            raise self._fail(exc, what) from None
+        return list(self._call(what, self.client().query, sql).result_rows)
 
     def insert_arrow(self, ref: TableRef, table: pa.Table, *, settings: Mapping[str, Any] | None = None) -> None:
         """Insert one Arrow table (one batch) into ``ref``."""
-        client = self.client()
-        try:
-            client.insert_arrow(qt(ref), table, settings=dict(settings or {}))
-        except Exception as exc:
-            raise self._fail(exc, f"insert into {ref}") from None
+        self._call(f"insert into {ref}", self.client().insert_arrow, qt(ref), table, settings=dict(settings or {}))
 
     # -- discovery -------------------------------------------------------------------------
 
@@ -356,10 +361,7 @@ class ClickHouseResource(ConfigurableResource):
     def _read_sql(self, sql: str, schema: Schema, cols: Sequence[tuple[str, str]], *, streaming: bool) -> pl.LazyFrame:
         client = self.client()
         if not streaming:
-            try:
-                table = client.query_arrow(sql)
-            except Exception as exc:
-                raise self._fail(exc, "read") from None
+            table = self._call("read", client.query_arrow, sql)
             if table.num_rows == 0:
                 return empty_frame(schema).lazy()
             return _to_loom_types(pl.from_arrow(table).lazy(), schema)  # type: ignore[union-attr]
@@ -383,8 +385,10 @@ class ClickHouseResource(ConfigurableResource):
             if writer is not None:
                 writer.close()
             shutil.rmtree(spool, ignore_errors=True)
-            raise self._fail(exc, "stream a query result") from None
-        return _to_loom_types(pl.scan_ipc(path), schema)
+            failure = self._fail(exc, "stream a query result")
+        else:
+            return _to_loom_types(pl.scan_ipc(path), schema)
+        raise failure
 
     def _describe_query(self, sql: str) -> list[tuple[str, str]]:
         rows = self.query_rows(f"DESCRIBE ({sql})", what="describe a query")
@@ -456,6 +460,24 @@ class ClickHouseResource(ConfigurableResource):
     def uri(self, ref: TableRef) -> str:
         """Where a table lives, without credentials."""
         return f"{self.store().rstrip('/')}/{ref.schema}.{ref.table}"
+
+
+def _held_elsewhere(url: str) -> bool:
+    """Whether another process holds the embedded engine's lock on this path."""
+    if not url.startswith("chdb:"):
+        return False
+    status = Path(urlparse(url).path) / "status"
+    if not status.exists():
+        return False
+    import fcntl
+
+    try:
+        with open(status, "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fh, fcntl.LOCK_UN)
+    except OSError:
+        return True
+    return False
 
 
 def _to_loom_types(lf: pl.LazyFrame, schema: Schema) -> pl.LazyFrame:

@@ -18,6 +18,8 @@ Rules (the writer creates tables with :func:`to_clickhouse`, discovery reads the
 
 from __future__ import annotations
 
+import re
+
 from loom_resources import dtypes as t
 from loom_resources.dtypes import ColumnSchema
 from loom_resources.errors import UnsupportedTypeError
@@ -45,6 +47,9 @@ def _quote_str(value: str) -> str:
 
 
 def _quote_name(name: str) -> str:
+    # bare when plain, as system.columns prints it, so rendered and stored types compare equal
+    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        return name
     return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
 
 

@@ -186,8 +186,11 @@ class _Write:
         """Move the staging table's rows into the target according to the mode."""
         assert self.staging is not None
         mode = self.spec.mode
+        if self.res.table_engine(self.ref) is None and mode in (WriteMode.APPEND, WriteMode.MERGE):
+            # an empty target first, so the INSERT below records its deduplication token for retries
+            self.res.command(f"CREATE TABLE IF NOT EXISTS {qt(self.ref)} AS {qt(self.staging)}", what=f"create table {self.table}")
         if self.res.table_engine(self.ref) is None:
-            # no table yet: the staging table becomes it, whatever the mode
+            # no table yet: the staging table becomes it
             parts = self.staged_partitions() if mode is WriteMode.REPLACE_PARTITIONS else ()
             self.res.command(f"RENAME TABLE {qt(self.staging)} TO {qt(self.ref)}", what=f"publish {self.table}")
             self.staging = None
