@@ -22,6 +22,7 @@ from loom_assets.sql_body import bind_sql, check_sql
 from loom_resources import Backend, SourceSpec, SpecError, UnsupportedTypeError
 from loom_resources.io_manager import SQL_ENGINE_METADATA, STARTED_AT_METADATA, run_params_for, slice_predicate
 from loom_resources.registry import REGISTRY, AssetBinding, InputBinding
+from loom_resources.run_records import RunRecord, append_record
 from loom_resources.sql import PolarsSQLExecutor
 
 
@@ -119,19 +120,15 @@ def build_asset(table: Table, by_name: dict[str, Table], *, pool: str | None = N
     def _asset(context: AssetExecutionContext, **inputs: Any) -> Iterator[Any]:
         started = dt.datetime.now(dt.UTC)
         params = asset_run_params(context, table)
-        engine: str | None = None
-        if table.sql is not None:
-            bindings = params.bindings()
-            if push:
-                query = bind_sql(table.sql, bindings, "clickhouse", table=str(spec.ref))
-                out = context.resources.clickhouse.execute_sql(inputs, query)
-            else:
-                query = bind_sql(table.sql, bindings, "polars", table=str(spec.ref))
-                out = PolarsSQLExecutor().execute_sql(inputs, query)
-            engine = getattr(out, "engine_name", None) or "polars"
-        else:
-            assert table.transform is not None
-            out = table.transform(context, **inputs)
+        try:
+            out, engine = _run_body(table, context, inputs, params, push)
+        except Exception as exc:
+            append_record(context.resources.delta, RunRecord(
+                run_id=context.run.run_id, asset=table.asset_key.to_user_string(), table_name=str(spec.ref),
+                partition_keys=params.partition_keys, mode=spec.mode.value, rows=None, status="failed",
+                error=f"{type(exc).__name__}: {exc}", started_at=started, finished_at=dt.datetime.now(dt.UTC),
+            ))
+            raise
         md: dict[str, Any] = {STARTED_AT_METADATA: started.isoformat()}
         if engine:
             md[SQL_ENGINE_METADATA] = engine
@@ -149,6 +146,22 @@ def build_asset(table: Table, by_name: dict[str, Table], *, pool: str | None = N
                 yield data_check(chk, backend, table, scope)
 
     return _asset
+
+
+def _run_body(table: Table, context: Any, inputs: dict[str, Any], params: Any, push: bool) -> tuple[Any, str | None]:
+    """Run the table's body; return the frame and where its SQL ran (None for Python)."""
+    spec = table.target
+    if table.sql is None:
+        assert table.transform is not None
+        return table.transform(context, **inputs), None
+    bindings = params.bindings()
+    if push:
+        query = bind_sql(table.sql, bindings, "clickhouse", table=str(spec.ref))
+        out = context.resources.clickhouse.execute_sql(inputs, query)
+    else:
+        query = bind_sql(table.sql, bindings, "polars", table=str(spec.ref))
+        out = PolarsSQLExecutor().execute_sql(inputs, query)
+    return out, getattr(out, "engine_name", None) or "polars"
 
 
 def asset_run_params(context: dg.AssetExecutionContext, table: Table) -> Any:

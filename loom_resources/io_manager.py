@@ -37,7 +37,7 @@ from loom_resources.model import (
 )
 from loom_resources.predicates import Predicate, col
 from loom_resources.registry import REGISTRY, AssetBinding, InputBinding
-from loom_resources.run_records import RUN_RECORDS_SPEC, RunRecord
+from loom_resources.run_records import RUN_RECORDS_SPEC, RunRecord, append_record
 
 #: Metadata key an asset body sets to say where its SQL ran.
 SQL_ENGINE_METADATA = "loom/sql_engine"
@@ -248,10 +248,7 @@ class LoomIOManager(dg.ConfigurableIOManager):
             mode=spec.mode.value, rows=rows, status=status, error=error, started_at=started,
             finished_at=dt.datetime.now(dt.UTC),
         )
-        try:
-            self.delta.write(rec.to_frame(), RUN_RECORDS_SPEC, RunParams())
-        except Exception as exc:  # the audit trail must never mask the real outcome of the write
-            dg.get_dagster_logger().warning(f"could not append to {RUN_RECORDS_SPEC.ref}: {exc}")
+        append_record(self.delta, rec)
 
     # -- inputs -----------------------------------------------------------------------------
     def load_input(self, context: dg.InputContext) -> Any:

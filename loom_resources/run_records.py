@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
 import polars as pl
 
@@ -52,3 +53,19 @@ class RunRecord:
 
         row = {**self.__dict__, "partition_keys": list(self.partition_keys)}
         return pl.DataFrame([row], schema=polars_schema(RUN_RECORDS_SPEC.columns))
+
+
+def append_record(writer: Any, record: RunRecord) -> None:
+    """Append ``record`` to the run-records table through a Delta ``TargetWriter``.
+
+    A failure to record is logged, never raised: the audit trail must not mask the real
+    outcome of the materialization.
+    """
+    from loom_resources.model import RunParams
+
+    try:
+        writer.write(record.to_frame(), RUN_RECORDS_SPEC, RunParams())
+    except Exception as exc:
+        import dagster as dg
+
+        dg.get_dagster_logger().warning(f"could not append to {RUN_RECORDS_SPEC.ref}: {exc}")

@@ -233,3 +233,42 @@ def test_source_projection_and_streaming_input(resources: dict[str, Any], unique
     assert mat([src, dst], resources).success
     assert seen["columns"] == ["order_id"]
     assert read_delta(resources, f"{s}.copy").height == 50
+
+
+def test_failed_body_is_recorded_in_run_records(resources: dict[str, Any], unique_schema: str) -> None:
+    s = unique_schema
+
+    def boom(context: Any) -> pl.DataFrame:
+        raise RuntimeError("upstream system unavailable")
+
+    t = Table(f"{s}.f", backend="delta", mode="overwrite", columns=[ColumnSchema("id", "int64")], transform=boom)
+    result = mat([t], resources, raise_on_error=False)
+    assert not result.success
+    records = read_delta(resources, "loom.run_records").filter(pl.col("table_name") == f"{s}.f")
+    assert records.select("status").to_series().to_list() == ["failed"]
+    assert "upstream system unavailable" in records["error"][0]
+
+
+def test_maintenance_job_compacts_delta_and_optimizes_clickhouse_merges(
+    resources: dict[str, Any], unique_schema: str
+) -> None:
+    from loom_assets.jobs import build_jobs
+
+    s = unique_schema
+    d = Table(f"{s}.d", backend="delta", mode="append", columns=[ColumnSchema("id", "int64")],
+              transform=lambda context: pl.DataFrame({"id": [1]}))
+    m = Table(f"{s}.m", backend="clickhouse", mode="merge", merge_keys=["id"],
+              columns=[ColumnSchema("id", "int64", False), ColumnSchema("v", "string")],
+              transform=lambda context: pl.DataFrame({"id": [1, 2], "v": ["a", "b"]}))
+    for _ in range(3):
+        assert mat([d, m], resources).success
+    files_before = len(DeltaTable(resources["delta"].table_uri(d.ref)).file_uris())
+    assert files_before == 3
+    jobs, _ = build_jobs([d, m], build_assets([d, m]))
+    job = [j for j in jobs if j.name == "loom_maintenance_job"][0]
+    assert job.execute_in_process(resources=resources).success
+    assert len(DeltaTable(resources["delta"].table_uri(d.ref)).file_uris()) == 1
+    parts = read_ch(resources["clickhouse"].url,
+                    f"SELECT count() AS n FROM system.parts WHERE database = '{s}' AND table = 'm' AND active")
+    assert parts["n"][0] == 1
+    assert read_delta(resources, f"{s}.d")["id"].to_list() == [1, 1, 1]
