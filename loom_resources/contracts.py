@@ -114,7 +114,8 @@ class TargetWriter(Protocol):
             params: The run's parameters (partition keys, window, bindings).
             streaming: Write in bounded memory instead of collecting the frame first.
             write_ctx: Who is writing; used for audit columns and idempotent retries.
-                ``None`` turns audit columns off whatever the spec says.
+                With ``None`` the audit columns of a table that declares them are written as
+                nulls (the stored schema stays the declared one) and retries are not deduplicated.
 
         Returns:
             What was written, for materialization metadata.
