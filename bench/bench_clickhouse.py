@@ -96,9 +96,10 @@ def case_write_raw(path: str, n: int) -> dict[str, Any]:
     for off in range(0, table.num_rows, 500_000):
         client.insert_arrow("bench.raw", table.slice(off, 500_000))
     seconds = time.perf_counter() - start
+    rss = _peak_rss_mb()  # before the read-back check, which has its own memory needs
     check = _check_ch(client, "bench.raw", n)
     client.close()
-    return {"seconds": seconds, **check}
+    return {"seconds": seconds, "rss_mb": rss, **check}
 
 
 def case_write_resource(path: str, n: int) -> dict[str, Any]:
@@ -111,9 +112,10 @@ def case_write_resource(path: str, n: int) -> dict[str, Any]:
     start = time.perf_counter()
     res.write(df, _spec("bench", "loom", "clickhouse"), RunParams(), write_ctx=WriteContext(run_id="b", asset_key="bench/loom"))
     seconds = time.perf_counter() - start
+    rss = _peak_rss_mb()  # before the read-back check, which has its own memory needs
     check = _check_ch(res.client(), "bench.loom", n)
     res.close()
-    return {"seconds": seconds, **check}
+    return {"seconds": seconds, "rss_mb": rss, **check}
 
 
 def case_write_rowwise(path: str, n: int) -> dict[str, Any]:
@@ -129,9 +131,10 @@ def case_write_rowwise(path: str, n: int) -> dict[str, Any]:
     data = df.to_dicts()
     client.insert("bench.rowwise", [tuple(d.values()) for d in data], column_names=list(df.columns))
     seconds = time.perf_counter() - start
+    rss = _peak_rss_mb()  # before the read-back check, which has its own memory needs
     check = _check_ch(client, "bench.rowwise", n)
     client.close()
-    return {"seconds": seconds, **check}
+    return {"seconds": seconds, "rss_mb": rss, **check}
 
 
 def case_setup_source(path: str, n: int) -> dict[str, Any]:
@@ -146,7 +149,7 @@ def case_setup_source(path: str, n: int) -> dict[str, Any]:
     )
     check = _check_ch(client, "bench.src", n)
     client.close()
-    return {"seconds": 0.0, **check}
+    return {"seconds": 0.0, "rss_mb": _peak_rss_mb(), **check}
 
 
 def case_copy_resource(path: str, n: int) -> dict[str, Any]:
@@ -162,10 +165,11 @@ def case_copy_resource(path: str, n: int) -> dict[str, Any]:
     lf = ch.read_streaming(SourceSpec(TableRef("bench", "src")), RunParams())
     delta.write(lf, _spec("bench", "copy", "delta", "overwrite"), RunParams(), streaming=True)
     seconds = time.perf_counter() - start
+    rss = _peak_rss_mb()  # before the read-back check, which has its own memory needs
     ch.close()
     check = _check_delta(os.path.join(root, "bench", "copy"), n)
     shutil.rmtree(root, ignore_errors=True)
-    return {"seconds": seconds, **check}
+    return {"seconds": seconds, "rss_mb": rss, **check}
 
 
 def case_copy_raw(path: str, n: int) -> dict[str, Any]:
@@ -189,11 +193,12 @@ def case_copy_raw(path: str, n: int) -> dict[str, Any]:
     uri = os.path.join(root, "copy")
     pl.scan_ipc(ipc_path).sink_delta(uri, mode="overwrite")
     seconds = time.perf_counter() - start
+    rss = _peak_rss_mb()  # before the read-back check, which has its own memory needs
     client.close()
     shutil.rmtree(spool, ignore_errors=True)
     check = _check_delta(uri, n)
     shutil.rmtree(root, ignore_errors=True)
-    return {"seconds": seconds, **check}
+    return {"seconds": seconds, "rss_mb": rss, **check}
 
 
 CASES = {f.__name__[5:]: f for f in (case_write_raw, case_write_resource, case_write_rowwise, case_setup_source,
@@ -240,7 +245,6 @@ def main() -> None:
     args = parser.parse_args()
     if args.case:
         out = CASES[args.case](args.path, args.n)
-        out["rss_mb"] = _peak_rss_mb()
         print(json.dumps(out))
         return
 

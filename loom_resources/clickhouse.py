@@ -15,7 +15,7 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
@@ -47,6 +47,8 @@ from loom_resources.sql import PolarsSQLExecutor
 __all__ = ["ClickHouseQuery", "ClickHouseRelation", "ClickHouseResource"]
 
 _SPOOLS: set[str] = set()
+_STREAM_BATCH_ROWS = 131_072
+_SPOOL_FILE_ROWS = 2_000_000
 _SPOOL_LOCK = threading.Lock()
 
 
@@ -369,14 +371,21 @@ class ClickHouseResource(ConfigurableResource):
         self._spools.append(spool)
         with _SPOOL_LOCK:
             _SPOOLS.add(spool)
-        path = os.path.join(spool, "data.arrow")
+        files: list[str] = []
         writer = None
+        rows_in_file = 0
         try:
-            with client.query_arrow_stream(sql) as stream:
-                for batch in stream:
-                    if writer is None:
-                        writer = ipc.new_file(path, batch.schema, options=ipc.IpcWriteOptions(compression="lz4"))
-                    writer.write(batch)
+            for batch in self._arrow_batches(sql):
+                if writer is None or rows_in_file >= _SPOOL_FILE_ROWS:
+                    # several files: Polars memory-maps each one it scans, so one file would keep
+                    # the whole spool resident in the page cache of this process
+                    if writer is not None:
+                        writer.close()
+                    files.append(os.path.join(spool, f"part-{len(files):05d}.arrow"))
+                    writer = ipc.new_file(files[-1], batch.schema, options=ipc.IpcWriteOptions(compression="lz4"))
+                    rows_in_file = 0
+                writer.write(batch)
+                rows_in_file += batch.num_rows
             if writer is None:
                 shutil.rmtree(spool, ignore_errors=True)
                 return empty_frame(schema).lazy()
@@ -387,8 +396,29 @@ class ClickHouseResource(ConfigurableResource):
             shutil.rmtree(spool, ignore_errors=True)
             failure = self._fail(exc, "stream a query result")
         else:
-            return _to_loom_types(pl.scan_ipc(path), schema)
+            return _to_loom_types(pl.scan_ipc(files), schema)
         raise failure
+
+    def _arrow_batches(self, sql: str) -> Iterator[pa.RecordBatch]:
+        """Arrow record batches of a query's result, pulled one block at a time."""
+        if not self.is_embedded():
+            with self.client().query_arrow_stream(sql) as stream:
+                yield from stream
+            return
+        # clickhouse-connect's chdb backend materializes Arrow results whole (Arrow is not one of its
+        # stream-safe formats), so stream through a chdb handle of our own on the same engine path
+        import chdb
+
+        self.client()  # open (or fail clearly on) the engine path first
+        conn = chdb.connect(os.path.realpath(urlparse(self.resolved_url()).path))
+        result = None
+        try:
+            result = conn.send_query(sql, "Arrow")
+            yield from result.record_batch(rows_per_batch=_STREAM_BATCH_ROWS)
+        finally:
+            if result is not None:
+                result.close()
+            conn.close()
 
     def _describe_query(self, sql: str) -> list[tuple[str, str]]:
         rows = self.query_rows(f"DESCRIBE ({sql})", what="describe a query")

@@ -270,15 +270,21 @@ def test_read_streaming_failure_leaves_no_spool(res: ClickHouseResource, unique_
 
 def test_read_streaming_empty_result_has_schema_and_one_query(res: ClickHouseResource, unique_schema: str) -> None:
     res.write(orders(range(3)), spec(unique_schema), RunParams())
-    client = res.client()
     calls: list[str] = []
-    original = client.query_arrow_stream
+    original = res._arrow_batches
+    client = res.client()
+    original_query_arrow = client.query_arrow
 
-    def counting(sql: str, *a: Any, **k: Any) -> Any:
+    def counting(sql: str) -> Any:
         calls.append(sql)
-        return original(sql, *a, **k)
+        return original(sql)
 
-    client.query_arrow_stream = counting
+    def no_second_query(*a: Any, **k: Any) -> Any:
+        calls.append("query_arrow")
+        return original_query_arrow(*a, **k)
+
+    object.__setattr__(res, "_arrow_batches", counting)
+    client.query_arrow = no_second_query
     out = res.read_streaming(SourceSpec(TableRef(unique_schema, "orders"), predicate=col("id").gt(100)), RunParams()).collect()
     assert out.height == 0 and out.schema == pl.Schema({"id": pl.Int64, "day": pl.Date, "amount": pl.Float64, "sku": pl.String})
     assert len(calls) == 1
