@@ -18,6 +18,7 @@ from loom_resources.delta_write import (
     DeltaLocation,
     WritePlan,
     _to_storable_exprs,
+    as_arrow,
     build_plan,
     commit,
     effective_timestamp,
@@ -107,10 +108,9 @@ def write_history(
     out = pl.concat([out], how="diagonal_relaxed").select(
         [pl.col(n) if n in out.columns else pl.lit(None).alias(n) for n in names]
     )
-    data = out.to_arrow().cast(plan.schema)
 
     def attempt() -> None:
-        commit(plan, data, mode="overwrite" if predicate else "append", predicate=predicate,
+        commit(plan, as_arrow(out, plan.schema), mode="overwrite" if predicate else "append", predicate=predicate,
                schema_mode="merge" if plan.new_columns else None)
 
     with_retries(plan, attempt)

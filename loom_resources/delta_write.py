@@ -24,7 +24,6 @@ from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError
 
 from loom_resources import dtypes as t
-from loom_resources.arrow_types import arrow_schema
 from loom_resources.conform import (
     check_nulls,
     check_partition_values,
@@ -100,6 +99,34 @@ def _to_storable_exprs(columns: Schema) -> list[pl.Expr]:
     return exprs
 
 
+def _nullability(pa_type: pa.DataType, dtype: DataType) -> pa.DataType:
+    if isinstance(dtype, t.Struct) and pa.types.is_struct(pa_type):
+        fields = [pa_type.field(i) for i in range(pa_type.num_fields)]
+        return pa.struct([
+            f.with_type(_nullability(f.type, d.dtype)).with_nullable(d.nullable)
+            for f, d in zip(fields, dtype.fields, strict=True)
+        ])
+    if isinstance(dtype, t.List) and (pa.types.is_large_list(pa_type) or pa.types.is_list(pa_type)):
+        return pa.large_list(pa_type.value_field.with_type(_nullability(pa_type.value_type, dtype.inner)))
+    return pa_type
+
+
+def batch_schema(columns: Schema) -> pa.Schema:
+    """The Arrow schema of written batches: the types Polars exports (views, so the export is
+    zero-copy) with the declared nullability, which Delta keeps when it creates the table."""
+    exported = pa.RecordBatchReader.from_stream(pl.DataFrame(schema={c.name: to_polars(c.dtype) for c in columns})).schema
+    return pa.schema(
+        [f.with_type(_nullability(f.type, c.dtype)).with_nullable(c.nullable).remove_metadata()
+         for f, c in zip(exported, columns, strict=True)]
+    )
+
+
+def as_arrow(df: pl.DataFrame, schema: pa.Schema) -> pa.RecordBatchReader:
+    """``df`` (already in storable types) as an Arrow stream in ``schema``. A stream, not a table:
+    delta-rs then overlaps Polars' export with writing, as ``DataFrame.write_delta`` does."""
+    return pa.RecordBatchReader.from_stream(df).cast(schema)
+
+
 def _check_whole_microseconds(columns: Schema, table: str) -> Callable[[pl.DataFrame], None] | None:
     ns = [c.name for c in columns if isinstance(c.dtype, t.Datetime) and c.dtype.unit == "ns"]
     if not ns:
@@ -156,7 +183,7 @@ def build_plan(
     app_id = f"loom-{write_ctx.idempotency_token()}" if write_ctx is not None else None
     plan = WritePlan(
         spec=spec, loc=loc, table=table, stored=stored, frame=out, columns=columns, new_columns=c.new_columns,
-        schema=arrow_schema(storable_columns(columns)), partition_types=types, app_id=app_id,
+        schema=batch_schema(storable_columns(columns)), partition_types=types, app_id=app_id,
     )
     plan.checks.append(lambda df: check_nulls(df, spec))
     ns_check = _check_whole_microseconds(columns, str(spec.ref))
@@ -165,11 +192,11 @@ def build_plan(
     return plan
 
 
-def to_arrow(df: pl.DataFrame, plan: WritePlan) -> pa.Table:
-    """Validate one batch (in declared types) and return it in the storable Arrow schema."""
+def prepare(df: pl.DataFrame, plan: WritePlan) -> pl.DataFrame:
+    """Validate one batch (in declared types) and return it in the storable types."""
     for check in plan.checks:
         check(df)
-    return df.select(_to_storable_exprs(plan.columns)).to_arrow().cast(plan.schema)
+    return df.select(_to_storable_exprs(plan.columns))
 
 
 class _BatchSource:
@@ -181,16 +208,16 @@ class _BatchSource:
         self.streaming = streaming
         self.rows = 0
         self.error: BaseException | None = None
-        self._eager: pa.Table | None = None
+        self._eager: pl.DataFrame | None = None
 
     def data(self) -> pa.Table | pa.RecordBatchReader:
         self.error = None
         if not self.streaming:
             if self._eager is None:
                 df = self.frame.collect() if isinstance(self.frame, pl.LazyFrame) else self.frame
-                self._eager = to_arrow(df, self.plan)
+                self._eager = prepare(df, self.plan)
                 self.rows = df.height
-            return self._eager
+            return as_arrow(self._eager, self.plan.schema)
         self.rows = 0
         return pa.RecordBatchReader.from_batches(self.plan.schema, self._batches())
 
@@ -199,11 +226,11 @@ class _BatchSource:
         assert isinstance(self.frame, pl.LazyFrame)
         try:
             for i, df in enumerate(self.frame.collect_batches(engine="streaming")):
-                batch = to_arrow(df, self.plan)
+                batch = as_arrow(prepare(df, self.plan), self.plan.schema)
                 self.rows += df.height
                 if i and i % _LOG_EVERY_BATCHES == 0:
                     log.info(f"{self.plan.spec.ref}: {self.rows} rows in {i} batches so far")
-                yield from batch.to_batches()
+                yield from batch
         except BaseException as exc:
             # delta-rs wraps the reader's exception; keep the original to re-raise it
             self.error = exc
@@ -347,10 +374,10 @@ def merge_table(plan: WritePlan) -> dict[str, Any]:
     spec = plan.spec
     df = plan.frame.collect() if isinstance(plan.frame, pl.LazyFrame) else plan.frame
     check_unique_keys(df, spec)
-    data = to_arrow(df, plan)
+    data = prepare(df, plan)
     if plan.table is None:
         source = _BatchSource(plan, df, streaming=False)
-        with_retries(plan, lambda: commit(plan, data, mode="append"), source)
+        with_retries(plan, lambda: commit(plan, as_arrow(data, plan.schema), mode="append"), source)
         return {"rows": df.height}
     if df.height == 0 and not spec.delete_unmatched:
         return {"rows": 0, "noop": True}
@@ -370,7 +397,7 @@ def merge_table(plan: WritePlan) -> dict[str, Any]:
         table = DeltaTable(plan.loc.uri, storage_options=plan.loc.storage_options or None)
         merger = (
             table.merge(
-                data, predicate, source_alias="s", target_alias="t", merge_schema=bool(plan.new_columns),
+                as_arrow(data, plan.schema), predicate, source_alias="s", target_alias="t", merge_schema=bool(plan.new_columns),
                 commit_properties=_commit_properties(plan),
             )
             .when_matched_update_all()
