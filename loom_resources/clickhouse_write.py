@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -257,9 +258,20 @@ class _Write:
 
 
 def _arrow_batches(df: pl.DataFrame, batch_rows: int) -> Iterator[pa.Table]:
-    table = df.to_arrow()
-    for off in range(0, table.num_rows, batch_rows):
-        yield table.slice(off, batch_rows)
+    """Arrow slices of ``df``; the next slice converts on a worker thread while one is inserted."""
+    if df.height <= batch_rows:
+        yield df.to_arrow()
+        return
+    convert = lambda off: df.slice(off, batch_rows).to_arrow()  # noqa: E731
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = None
+        for off in range(0, df.height, batch_rows):
+            following = pool.submit(convert, off)
+            if pending is not None:
+                yield pending.result()
+            pending = following
+        if pending is not None:
+            yield pending.result()
 
 
 def write_frame(
@@ -273,13 +285,17 @@ def write_frame(
 ) -> WriteResult:
     """Write ``frame`` to ``spec`` (see the module docstring for each mode)."""
     _check_spec(spec)
-    if res.audit_columns and not spec.audit_columns:
-        spec = replace(spec, audit_columns=True)
+    # as in the Delta backend: audit columns need a write context to fill them
+    audit = (spec.audit_columns or res.audit_columns) and write_ctx is not None
+    if audit != spec.audit_columns:
+        spec = replace(spec, audit_columns=audit)
     if spec.streaming is not None:
         streaming = spec.streaming
     w = _Write(res, spec, params, write_ctx)
     if isinstance(frame, ClickHouseQuery):
-        return _write_query(w, frame)
+        if frame.resource.store() == res.store():
+            return _write_query(w, frame)
+        frame, streaming = frame.to_lazyframe(streaming=True), True  # another store: pull it through Polars
     if not isinstance(frame, (pl.LazyFrame, pl.DataFrame)):
         raise TypeError(f"table {spec.ref}: cannot write a {type(frame).__name__}; pass a polars frame or a ClickHouseQuery")
     frame = with_audit_columns(frame, spec, write_ctx)
@@ -305,7 +321,7 @@ def write_frame(
         batches: Iterator[pl.DataFrame] = iter([df])
     else:
         w.ensure_database()
-        batches = iter(conformed.frame.lazy().collect_batches(chunk_size=batch_rows))
+        batches = iter(conformed.frame.lazy().collect_batches(chunk_size=batch_rows, engine="streaming"))
 
     try:
         w.create_staging(target_cols)
