@@ -15,6 +15,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -91,6 +92,11 @@ class ClickHouseResource(ConfigurableResource):
     )
     connect_timeout_s: float = PydanticField(default=10.0, description="Seconds to wait for a server connection.")
     send_receive_timeout_s: float = PydanticField(default=300.0, description="Seconds to wait for a query response.")
+    embedded_wait_s: float = PydanticField(
+        default=30.0,
+        description="chdb:// only: seconds to wait while another process holds the engine path (each step "
+        "releases it when it ends), before failing with BackendUnavailableError.",
+    )
     insert_batch_rows: int = PydanticField(default=500_000, description="Rows per insert_arrow batch.")
     audit_columns: bool = PydanticField(
         default=False, description="Add _loom_* audit columns to every table this resource writes."
@@ -155,7 +161,7 @@ class ClickHouseResource(ConfigurableResource):
         try:
             if p.scheme == "chdb":
                 Path(p.path).mkdir(parents=True, exist_ok=True)
-                self._client = clickhouse_connect.get_client(dsn=f"chdb://{p.path}")
+                self._client = self._open_embedded(clickhouse_connect, p.path)
             elif p.scheme in ("http", "https"):
                 password = self._password(p.password)
                 user = p.username or "default"
@@ -186,6 +192,17 @@ class ClickHouseResource(ConfigurableResource):
             raise err
         return self._client
 
+    def _open_embedded(self, clickhouse_connect: Any, path: str) -> Any:
+        """Open the embedded engine, waiting up to ``embedded_wait_s`` while another process holds the path."""
+        deadline = time.monotonic() + self.embedded_wait_s
+        while True:
+            try:
+                return clickhouse_connect.get_client(dsn=f"chdb://{path}")
+            except Exception:
+                if time.monotonic() >= deadline or not _held_elsewhere(f"chdb://{path}"):
+                    raise
+            time.sleep(0.25)
+
     def _unavailable(self, exc: BaseException) -> BackendUnavailableError:
         msg = self.scrub(str(exc))
         where = self.store()
@@ -196,7 +213,8 @@ class ClickHouseResource(ConfigurableResource):
             )
         if "Cannot lock file" in msg or "Another server instance" in msg or _held_elsewhere(self.resolved_url()):
             return BackendUnavailableError(
-                f"cannot open embedded ClickHouse at {where}: another process holds this path. "
+                f"cannot open embedded ClickHouse at {where}: another process holds this path "
+                f"(waited {self.embedded_wait_s:g} s). "
                 f"{_EMBEDDED_HELP} (engine said: {msg})"
             )
         if "516" in msg or "AUTHENTICATION_FAILED" in msg or "Authentication failed" in msg:

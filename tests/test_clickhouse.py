@@ -177,7 +177,7 @@ def test_embedded_path_held_by_another_process_gives_clear_error(tmp_path: Path)
                 from loom_resources.errors import BackendUnavailableError
                 from loom_resources.model import TableRef
                 try:
-                    ClickHouseResource(url="chdb://{path}").exists(TableRef("a", "b"))
+                    ClickHouseResource(url="chdb://{path}", embedded_wait_s=1).exists(TableRef("a", "b"))
                 except BackendUnavailableError as exc:
                     print("CLEAR:", exc)
             """)],
@@ -185,12 +185,43 @@ def test_embedded_path_held_by_another_process_gives_clear_error(tmp_path: Path)
         )
         assert probe.returncode == 0, probe.stderr
         assert "CLEAR:" in probe.stdout and "another process holds this path" in probe.stdout
-        assert "in_process_executor" in probe.stdout
+        assert "in_process_executor" in probe.stdout and "waited 1 s" in probe.stdout
     finally:
         assert holder.stdin is not None
         holder.stdin.write("\n")
         holder.stdin.flush()
         holder.wait(timeout=30)
+
+
+def test_embedded_path_is_waited_for_until_the_other_process_releases_it(tmp_path: Path) -> None:
+    path = tmp_path / "shared"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import clickhouse_connect, sys
+            c = clickhouse_connect.get_client(dsn="chdb://{path}")
+            c.command("CREATE DATABASE IF NOT EXISTS w")
+            print("ready", flush=True)
+            sys.stdin.readline()
+            c.close()
+        """)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+    waiter = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            from loom_resources.clickhouse import ClickHouseResource
+            print("OPENED", ClickHouseResource(url="chdb://{path}", embedded_wait_s=30).query_rows("SELECT count() FROM system.databases WHERE name = 'w'"))
+        """)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+    )
+    time.sleep(2)
+    assert waiter.poll() is None  # still waiting for the path
+    assert holder.stdin is not None
+    holder.stdin.write("\n")
+    holder.stdin.flush()
+    holder.wait(timeout=30)
+    out, err = waiter.communicate(timeout=60)
+    assert "OPENED [(1,)]" in out, err[-2000:]
 
 
 def test_second_embedded_path_in_one_process_gives_clear_error(res: ClickHouseResource, tmp_path: Path) -> None:
