@@ -23,14 +23,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 BASE_DAY = dt.date(2024, 1, 1)
-BATCH = 500_000
+BLOCK = 10_000
 RESULTS = Path(__file__).parent / "results" / "delta.txt"
 
 
@@ -49,17 +48,12 @@ def eager_frame(n: int) -> pl.DataFrame:
 
 
 def lazy_frame(n: int) -> pl.LazyFrame:
-    """The workload as a LazyFrame whose source yields 500k-row batches: never materialized."""
-    from polars.io.plugins import register_io_source
-
-    schema = {"id": pl.Int64, "day": pl.Date, "amount": pl.Float64, "sku": pl.String}
-
-    def source(with_columns: Any, predicate: Any, n_rows: Any, batch_size: Any) -> Iterator[pl.DataFrame]:
-        for start in range(0, n, BATCH):
-            ids = pl.int_range(start, min(start + BATCH, n), eager=True, dtype=pl.Int64)
-            yield pl.DataFrame({"i": ids}).select(_exprs(pl.col("i")))
-
-    return register_io_source(source, schema=schema)
+    """The workload as a LazyFrame that is never materialized: a cross join of two small ranges,
+    which the streaming engine produces batch by batch (a plain ``int_range`` is materialized)."""
+    outer = pl.LazyFrame({"a": pl.int_range(0, -(-n // BLOCK), eager=True, dtype=pl.Int64)})
+    inner = pl.LazyFrame({"b": pl.int_range(0, BLOCK, eager=True, dtype=pl.Int64)})
+    ids = pl.col("a") * BLOCK + pl.col("b")
+    return outer.join(inner, how="cross").filter(ids < n).select(_exprs(ids))
 
 
 def _spec(ref: str, **kw: Any) -> Any:
