@@ -146,8 +146,7 @@ def _child(case: str, n: int) -> dict[str, Any]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _median(case: str, n: int, repeat: int) -> dict[str, Any]:
-    runs = [_child(case, n) for _ in range(repeat)]
+def _summary(case: str, n: int, runs: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "case": case, "rows": n,
         "seconds": statistics.median(r["seconds"] for r in runs),
@@ -177,28 +176,31 @@ def main() -> None:
         ("raw_sink_delta", large), ("loom_streaming", large),
         ("raw_partitioned", args.part_rows), ("loom_unpartitioned", args.part_rows), ("loom_replace30", args.part_rows),
     ]
-    results = []
-    for case, n in plan:
-        r = _median(case, n, args.repeat)
-        print(f"  {case:<20} {n:>11,} rows  {r['seconds']:7.2f}s  {r['rss_mb']:7.0f} MB  runs={r['all_seconds']}",
-              file=sys.stderr, flush=True)
-        results.append(r)
+    # rounds run every case once, so load from other jobs on the machine hits all cases alike
+    runs: dict[tuple[str, int], list[dict[str, Any]]] = {key: [] for key in plan}
+    for round_ in range(args.repeat):
+        for case, n in plan:
+            r = _child(case, n)
+            runs[(case, n)].append(r)
+            print(f"  round {round_ + 1}: {case:<20} {n:>11,} rows  {r['seconds']:7.2f}s  {r['rss_mb']:7.0f} MB",
+                  file=sys.stderr, flush=True)
+    results = [_summary(case, n, runs[(case, n)]) for case, n in plan]
     by = {(r["case"], r["rows"]): r for r in results}
 
     lines = [
-        f"# bench_delta  {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC  median of {args.repeat} runs, each case its own process",
+        f"# bench_delta  {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC  median of {args.repeat} rounds, each case its own process",
         f"# {platform.platform()}  cpus={os.cpu_count()}  python {platform.python_version()}  polars {pl.__version__}  "
         f"deltalake {__import__('deltalake').__version__}",
         "# shared machine: 2 cores, other agents' jobs were running at the same time, so absolute times are noisy;",
         "# the ratios compare cases of the same run.",
         "",
-        f"| {'case':<20} | {'rows':>11} | {'seconds':>8} | {'rows/s':>8} | {'peak RSS MB':>11} | {'commits':>7} |",
+        f"| {'case':<20} | {'rows':>11} | {'seconds':>8} | {'rows/s':>8} | {'peak RSS MB':>11} | {'commits':>7} | runs (s)",
         f"|{'-' * 22}|{'-' * 13}|{'-' * 10}|{'-' * 10}|{'-' * 13}|{'-' * 9}|",
     ]
     for r in results:
         rate = r["rows"] / r["seconds"] / 1e6
         lines.append(f"| {r['case']:<20} | {r['rows']:>11,} | {r['seconds']:>8.2f} | {rate:>7.2f}M | "
-                     f"{r['rss_mb']:>11.0f} | {r['commits']:>7} |")
+                     f"{r['rss_mb']:>11.0f} | {r['commits']:>7} | {r['all_seconds']}")
     eager = by[("raw_write_delta", args.rows)]["seconds"] / by[("loom_eager", args.rows)]["seconds"]
     s_small, s_large = by[("loom_streaming", small)], by[("loom_streaming", large)]
     rss_ratio = s_large["rss_mb"] / s_small["rss_mb"]

@@ -38,7 +38,18 @@ from loom_resources.dtypes import DataType, Schema
 from loom_resources.errors import DataValidationError, LoomError, PredicateError, SchemaMismatchError
 from loom_resources.model import RunParams, SchemaMode, TargetSpec, WriteContext, WriteMode, WriteResult
 from loom_resources.polars_types import to_expr, to_polars
-from loom_resources.predicates import And, Compare, In, Or, Predicate, check_columns, quote_identifier, to_sql
+from loom_resources.predicates import (
+    And,
+    Compare,
+    In,
+    Or,
+    Param,
+    Predicate,
+    check_columns,
+    quote_identifier,
+    sql_literal,
+    to_sql,
+)
 
 Frame = pl.LazyFrame | pl.DataFrame
 _LOG_EVERY_BATCHES = 50
@@ -172,6 +183,17 @@ def build_plan(
     if spec.mode is not WriteMode.HISTORY:
         columns = tuple(x for x in columns if x.name not in {h.name for h in spec.history_columns()})
     if stored is not None and spec.schema_mode is not SchemaMode.OVERWRITE:
+        # stored columns the frame does not carry (audit columns of a write without context,
+        # columns an earlier evolve added) are written as nulls, or rejected when not nullable
+        have = {x.name for x in columns}
+        absent = [x for x in stored if x.name not in have]
+        required = [x.name for x in absent if not x.nullable]
+        if required:
+            raise SchemaMismatchError(str(spec.ref), [f"stored column {n!r} is not null but missing from the frame"
+                                                      for n in required])
+        if absent:
+            columns += tuple(absent)
+            out = out.with_columns([pl.lit(None, to_polars(x.dtype)).alias(x.name) for x in absent])
         # batches follow the stored column order; new columns go last
         order = {x.name: i for i, x in enumerate(stored)}
         columns = tuple(sorted(columns, key=lambda x: order.get(x.name, len(order))))
@@ -368,6 +390,22 @@ def write_table(plan: WritePlan, params: RunParams, *, streaming: bool) -> dict[
     return extra
 
 
+def _qualified(pred: Predicate, alias: str, spec: TargetSpec) -> str:
+    """Render a partition predicate with its columns qualified by a merge alias."""
+    q = lambda n: f"{alias}.{quote_identifier(n, 'datafusion')}"  # noqa: E731
+    try:
+        if isinstance(pred, In) and not isinstance(pred.values, Param):
+            return f"{q(pred.column)} IN ({', '.join(sql_literal(v, 'datafusion') for v in pred.values)})"
+        if isinstance(pred, Compare):
+            return f"{q(pred.column)} {pred.op} {sql_literal(pred.value, 'datafusion')}"
+        if isinstance(pred, (And, Or)):
+            sep = " AND " if isinstance(pred, And) else " OR "
+            return "(" + sep.join(_qualified(p, alias, spec) for p in pred.parts) + ")"
+    except Exception as exc:
+        raise PredicateError(f"cannot build the merge predicate for table {spec.ref}: {exc}") from exc
+    raise PredicateError(f"cannot build the merge predicate for table {spec.ref} from {pred!r}")
+
+
 def merge_table(plan: WritePlan) -> dict[str, Any]:
     """Merge on the spec's keys in one commit. The frame is collected: duplicate keys must be
     found across the whole frame before anything is written."""
@@ -387,9 +425,7 @@ def merge_table(plan: WritePlan) -> dict[str, Any]:
     values = frame_partitions(df, spec)
     if spec.partition_by:
         # literal partition values let delta-rs prune target files instead of scanning the table
-        target_parts = render(partition_predicate(values), spec) if values else "false"
-        for p in spec.partition_by:
-            target_parts = target_parts.replace(q(p), f"t.{q(p)}")
+        target_parts = _qualified(partition_predicate(values), "t", spec) if values else "false"
         conds.append(target_parts)
     predicate = " AND ".join(conds)
 

@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import polars as pl
 import pytest
 from deltalake import DeltaTable
@@ -493,3 +494,58 @@ def test_default_root_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert (tmp_path / "home" / "delta" / "a" / "b" / "_delta_log").is_dir()
     monkeypatch.setenv("LOOM_DELTA_ROOT", "s3://bucket/x")
     assert DeltaResource().table_uri("a.b") == "s3://bucket/x/a/b"
+
+
+def test_merge_prunes_to_written_partitions(delta: DeltaResource) -> None:
+    ref, _ = seeded(delta)
+    s = spec(ref, mode="merge", merge_keys=("id",), partition_by=("day",))
+    delta.write(frame([3], [D2], [30.0]), s, RunParams())
+    metrics = dtable(delta, ref).history(1)[0]["operationMetrics"]
+    assert metrics["num_target_files_skipped_during_scan"] == 1  # D1's file never read
+    assert metrics["num_target_files_scanned"] == 1
+    assert content(delta, ref, "id")["amount"].to_list() == [1.0, 2.0, 30.0, 4.0]
+
+
+def test_streaming_replace_of_partitions_present_in_lazy_frame(delta: DeltaResource) -> None:
+    ref, _ = seeded(delta)
+    s = spec(ref, mode="replace_partitions", partition_by=("day",))
+    delta.write(frame([50, 51], [D2, D2]).lazy(), s, RunParams(), streaming=True)
+    assert content(delta, ref, "id")["id"].to_list() == [1, 2, 50, 51]
+    assert version(delta, ref) == 1
+
+
+def test_stored_columns_missing_from_frame_are_written_as_nulls(delta: DeltaResource) -> None:
+    ref = new_ref()
+    delta.write(frame([1], [D1]), spec(ref, audit_columns=True), RunParams(), write_ctx=ctx("a"))
+    # no write context: audit columns are off for this write, and stay null in its rows
+    delta.write(frame([2], [D1]), spec(ref, audit_columns=True), RunParams())
+    out = content(delta, ref, "id")
+    assert out["_loom_run_id"].to_list() == ["a", None]
+
+
+def test_update_schema_adds_nullable_columns_only(delta: DeltaResource) -> None:
+    ref, before = seeded(delta)
+    r = TableRef.parse(ref)
+    delta.update_schema(r, (*COLS, C("note", "string")))
+    assert delta.columns(r) == ("id", "day", "amount", "note")
+    v = version(delta, ref)
+    with pytest.raises(SchemaMismatchError, match="amount"):
+        delta.update_schema(r, (C("amount", "string"),))
+    with pytest.raises(SchemaMismatchError, match="other"):
+        delta.update_schema(r, (C("other", "int64", nullable=False),))
+    assert version(delta, ref) == v
+
+
+def test_resource_in_dagster_definitions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOOM_TEST_SECRET", "s3cr3t")
+    ref = new_ref()
+
+    @dg.asset
+    def orders(delta: DeltaResource) -> dg.MaterializeResult:
+        res = delta.write(frame([1, 2], [D1, D2]), spec(ref), RunParams())
+        return dg.MaterializeResult(metadata={"dagster/row_count": res.rows_written, "dagster/uri": res.uri})
+
+    resource = DeltaResource(root=str(tmp_path), storage_options={"token": dg.EnvVar("LOOM_TEST_SECRET")})
+    result = dg.materialize([orders], resources={"delta": resource})
+    assert result.success
+    assert content(DeltaResource(root=str(tmp_path)), ref)["id"].to_list() == [1, 2]
