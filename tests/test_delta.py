@@ -549,3 +549,15 @@ def test_resource_in_dagster_definitions(tmp_path: Path, monkeypatch: pytest.Mon
     result = dg.materialize([orders], resources={"delta": resource})
     assert result.success
     assert content(DeltaResource(root=str(tmp_path)), ref)["id"].to_list() == [1, 2]
+
+
+def test_schema_mode_overwrite_replaces_stored_schema(delta: DeltaResource) -> None:
+    ref, _ = seeded(delta)
+    cols = (C("id", "int64", nullable=False), C("day", "date", nullable=False), C("amount", "string"))
+    s = spec(ref, columns=cols, mode="overwrite", schema_mode="overwrite", partition_by=("day",))
+    delta.write(frame([7], [D3]).with_columns(pl.col("amount").cast(pl.String)), s, RunParams())
+    assert delta.schema(TableRef.parse(ref)) == cols
+    assert content(delta, ref).rows() == [(7, D3, "7.0")]
+    # without schema_mode='overwrite' the same change is a mismatch
+    with pytest.raises(SchemaMismatchError, match="amount"):
+        delta.write(frame([8], [D3]), spec(ref, mode="overwrite", partition_by=("day",)), RunParams())
