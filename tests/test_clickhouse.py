@@ -539,3 +539,27 @@ def test_dagster_step_end_closes_client_and_deletes_spools(chdb_url: str, unique
     assert result.success and result.output_for_node("copy") == 100
     assert not seen["spool"].exists()
     assert seen["res"]._client is None
+
+
+def test_update_schema_adds_nullable_columns_only(res: ClickHouseResource, raw: Any, unique_schema: str) -> None:
+    s = spec(unique_schema)
+    res.write(orders(range(2)), s, RunParams())
+    res.update_schema(s.ref, COLS + (ColumnSchema("note", "string"),))
+    assert res.columns(s.ref)[-1] == "note"
+    with pytest.raises(SchemaMismatchError, match="'strict_col'"):
+        res.update_schema(s.ref, COLS + (ColumnSchema("strict_col", "int64", False),))
+    assert "strict_col" not in res.columns(s.ref)
+
+
+def test_pushdown_keeps_the_users_with_clause_and_typed_literals(res: ClickHouseResource, unique_schema: str) -> None:
+    cols = (ColumnSchema("id", "int64", False), ColumnSchema("ts", "datetime(us, UTC)", False), ColumnSchema("d", "date", False))
+    s = TargetSpec(ref=TableRef(unique_schema, "events"), backend="clickhouse", columns=cols)
+    base = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    res.write(pl.DataFrame({"id": [1, 2, 3], "ts": [base + dt.timedelta(hours=h) for h in (0, 1, 2)],
+                            "d": [dt.date(2024, 1, d) for d in (1, 2, 3)]},
+                           schema={"id": pl.Int64, "ts": pl.Datetime("us", "UTC"), "d": pl.Date}), s, RunParams())
+    rel = res.relation(SourceSpec(s.ref, predicate=col("ts").ge(param("start")) & col("d").le(dt.date(2024, 1, 2))),
+                       RunParams(values={"start": base + dt.timedelta(hours=1)}))
+    q = res.execute_sql({"e": rel}, "WITH 10 AS k SELECT id * k AS x FROM e ORDER BY x")
+    assert isinstance(q, ClickHouseQuery)
+    assert q.collect()["x"].to_list() == [20]
