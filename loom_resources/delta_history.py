@@ -17,12 +17,12 @@ from loom_resources.conform import check_unique_keys
 from loom_resources.delta_write import (
     DeltaLocation,
     WritePlan,
-    _to_storable_exprs,
     as_arrow,
     build_plan,
     commit,
     effective_timestamp,
     render,
+    storable_exprs,
     with_retries,
 )
 from loom_resources.errors import DataValidationError, LoomError, SchemaMismatchError
@@ -69,7 +69,7 @@ def write_history(
     check_unique_keys(pl.concat([up.select(keys), deletes]) if deletes is not None else up, spec)
     for check in plan.checks:
         check(up)
-    up = up.select(_to_storable_exprs(tuple(c for c in plan.columns if c.name in up.columns)))
+    up = up.select(storable_exprs(tuple(c for c in plan.columns if c.name in up.columns)))
     when = effective_timestamp(spec, params, write_ctx)
     ts = pl.lit(when, pl.Datetime("us"))
     vf, vt, cur, deleted = h.valid_from, h.valid_to, h.current_column, h.deleted_column

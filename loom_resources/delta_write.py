@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -35,7 +36,13 @@ from loom_resources.conform import (
 )
 from loom_resources.delta_types import schema_from_delta, storable, storable_columns
 from loom_resources.dtypes import DataType, Schema
-from loom_resources.errors import DataValidationError, LoomError, PredicateError, SchemaMismatchError
+from loom_resources.errors import (
+    BackendUnavailableError,
+    DataValidationError,
+    LoomError,
+    PredicateError,
+    SchemaMismatchError,
+)
 from loom_resources.model import RunParams, SchemaMode, TargetSpec, WriteContext, WriteMode, WriteResult
 from loom_resources.polars_types import to_expr, to_polars
 from loom_resources.predicates import (
@@ -65,15 +72,21 @@ class DeltaLocation:
     max_commit_retries: int
 
     def open(self) -> DeltaTable | None:
-        """The table at its latest version, or ``None`` when there is none."""
-        if "://" not in self.uri:
-            import os
+        """The table at its latest version, or ``None`` when there is none.
 
-            if not os.path.isdir(os.path.join(self.uri, "_delta_log")):
-                return None
-        if not DeltaTable.is_deltatable(self.uri, storage_options=self.storage_options or None):
+        Raises:
+            BackendUnavailableError: when the store cannot be reached (missing bucket, bad
+                credentials, unreachable endpoint).
+        """
+        if "://" not in self.uri and not os.path.isdir(os.path.join(self.uri, "_delta_log")):
             return None
-        return DeltaTable(self.uri, storage_options=self.storage_options or None)
+        try:
+            if not DeltaTable.is_deltatable(self.uri, storage_options=self.storage_options or None):
+                return None
+            return DeltaTable(self.uri, storage_options=self.storage_options or None)
+        except OSError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise BackendUnavailableError(f"cannot reach the Delta table at {self.display_uri}: {first}") from exc
 
 
 @dataclass
@@ -97,7 +110,8 @@ class WritePlan:
         return self.table is None
 
 
-def _to_storable_exprs(columns: Schema) -> list[pl.Expr]:
+def storable_exprs(columns: Schema) -> list[pl.Expr]:
+    """Expressions casting declared columns to the types Delta stores (see ``delta_types.storable``)."""
     exprs = []
     for c in columns:
         target = storable(c.dtype, column=c.name)
@@ -159,8 +173,6 @@ def build_plan(
     spec: TargetSpec,
     loc: DeltaLocation,
     write_ctx: WriteContext | None,
-    *,
-    drop_columns: tuple[str, ...] = (),
 ) -> WritePlan:
     """Resolve the stored schema from the log, conform the frame and prepare the batch schema.
 
@@ -218,7 +230,7 @@ def prepare(df: pl.DataFrame, plan: WritePlan) -> pl.DataFrame:
     """Validate one batch (in declared types) and return it in the storable types."""
     for check in plan.checks:
         check(df)
-    return df.select(_to_storable_exprs(plan.columns))
+    return df.select(storable_exprs(plan.columns))
 
 
 class _BatchSource:
@@ -289,7 +301,7 @@ def _is_conflict(exc: BaseException) -> bool:
     if isinstance(exc, CommitFailedError):
         return True
     text = str(exc).lower()
-    return isinstance(exc, DeltaError) and ("conflict" in text or "already exists" in text or "version" in text and "exists" in text)
+    return isinstance(exc, DeltaError) and ("conflict" in text or "already exists" in text)
 
 
 def with_retries(plan: WritePlan, attempt: Callable[[], Any], source: _BatchSource | None = None) -> Any:

@@ -130,6 +130,16 @@ def test_append_retry_of_same_step_is_skipped(delta: DeltaResource) -> None:
     assert version(delta, ref) == 1
 
 
+def test_replace_records_its_app_transaction(delta: DeltaResource) -> None:
+    ref, _ = seeded(delta)
+    s = spec(ref, mode="replace_partitions", partition_by=("day",))
+    c = ctx("r9", ("2024-01-02",))
+    delta.write(frame([5], [D2]), s, run("2024-01-02"), write_ctx=c)
+    assert dtable(delta, ref).transaction_version(f"loom-{c.idempotency_token()}") == 1
+    delta.write(frame([5], [D2]), s, run("2024-01-02"), write_ctx=c)  # a retry replaces, never duplicates
+    assert content(delta, ref, "id")["id"].to_list() == [1, 2, 5]
+
+
 def test_overwrite(delta: DeltaResource) -> None:
     ref, _ = seeded(delta)
     delta.write(frame([9], [D3]), spec(ref, mode="overwrite", partition_by=("day",)), RunParams())

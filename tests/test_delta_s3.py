@@ -55,6 +55,7 @@ from test_delta import (  # noqa: F401  (re-exported so pytest runs them with th
 )
 
 from loom_resources.delta import DeltaResource
+from loom_resources.errors import BackendUnavailableError
 from loom_resources.model import RunParams
 
 _CREDS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1"}
@@ -124,3 +125,9 @@ def test_secrets_stay_out_of_the_uri(delta: DeltaResource) -> None:
     ref = new_ref()
     res = delta.write(frame([1], [D1]), spec(ref), RunParams())
     assert res.uri.startswith("s3://") and "testing" not in res.uri
+
+
+def test_missing_bucket_is_a_clear_error(delta: DeltaResource) -> None:
+    missing = DeltaResource(root="s3://no-such-bucket/loom", storage_options=delta.storage_options)
+    with pytest.raises(BackendUnavailableError, match="no-such-bucket"):
+        missing.write(frame([1], [D1]), spec("s.t"), RunParams())
