@@ -571,3 +571,15 @@ def test_schema_mode_overwrite_replaces_stored_schema(delta: DeltaResource) -> N
     # without schema_mode='overwrite' the same change is a mismatch
     with pytest.raises(SchemaMismatchError, match="amount"):
         delta.write(frame([8], [D3]), spec(ref, mode="overwrite", partition_by=("day",)), RunParams())
+
+
+def test_replace_partitions_with_two_partition_columns(delta: DeltaResource) -> None:
+    ref = new_ref()
+    cols = (C("day", "date", nullable=False), C("region", "string", nullable=False), C("v", "int64"))
+    s = spec(ref, columns=cols, mode="replace_partitions", partition_by=("day", "region"))
+    seed = pl.DataFrame({"day": [D1, D1, D2], "region": ["eu", "us", "eu"], "v": [1, 2, 3]})
+    delta.write(seed, s, RunParams())
+    params = RunParams(partition_keys=("2024-01-01|eu",), partitions=({"day": "2024-01-01", "region": "eu"},))
+    delta.write(pl.DataFrame({"day": [D1], "region": ["eu"], "v": [10]}), s, params)
+    assert content(delta, ref, "v").rows() == [(D1, "us", 2), (D2, "eu", 3), (D1, "eu", 10)]
+    assert version(delta, ref) == 1
