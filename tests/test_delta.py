@@ -583,3 +583,31 @@ def test_replace_partitions_with_two_partition_columns(delta: DeltaResource) -> 
     delta.write(pl.DataFrame({"day": [D1], "region": ["eu"], "v": [10]}), s, params)
     assert content(delta, ref, "v").rows() == [(D1, "us", 2), (D2, "eu", 3), (D1, "eu", 10)]
     assert version(delta, ref) == 1
+
+
+def test_commit_conflicts_are_retried_with_a_bound(delta: DeltaResource, monkeypatch: pytest.MonkeyPatch) -> None:
+    from deltalake.exceptions import CommitFailedError
+
+    import loom_resources.delta_write as dw
+
+    ref, _ = seeded(delta)
+    real = dw.write_deltalake
+    calls = {"n": 0}
+
+    def flaky(*args: Any, **kwargs: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] <= 2:
+            raise CommitFailedError("Transaction failed: a concurrent transaction conflicted")
+        real(*args, **kwargs)
+
+    monkeypatch.setattr(dw, "write_deltalake", flaky)
+    delta.write(frame([9], [D3]), spec(ref, partition_by=("day",)), RunParams())
+    assert calls["n"] == 3
+    assert content(delta, ref, "id")["id"].to_list() == [1, 2, 3, 4, 9]
+
+    calls["n"] = -100  # conflicts forever: gives up after max_commit_retries + 1 attempts
+    bounded = DeltaResource(root=delta.root, storage_options=delta.storage_options, max_commit_retries=2)
+    with pytest.raises(CommitFailedError):
+        bounded.write(frame([10], [D3]), spec(ref, partition_by=("day",)), RunParams())
+    assert calls["n"] == -97
+    assert version(delta, ref) == 1
