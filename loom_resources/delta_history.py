@@ -70,6 +70,8 @@ def write_history(
     for check in plan.checks:
         check(up)
     up = up.select(storable_exprs(tuple(c for c in plan.columns if c.name in up.columns)))
+    if deletes is not None:
+        deletes = deletes.select(storable_exprs(tuple(c for c in plan.columns if c.name in keys)))
     when = effective_timestamp(spec, params, write_ctx)
     ts = pl.lit(when, pl.Datetime("us"))
     vf, vt, cur, deleted = h.valid_from, h.valid_to, h.current_column, h.deleted_column
@@ -105,9 +107,7 @@ def write_history(
         out = _apply(current, up, deletes, spec, opened, closed)
         predicate = render(affected_pred, spec)
     names = [c.name for c in plan.columns]
-    out = pl.concat([out], how="diagonal_relaxed").select(
-        [pl.col(n) if n in out.columns else pl.lit(None).alias(n) for n in names]
-    )
+    out = out.select([pl.col(n) if n in out.columns else pl.lit(None).alias(n) for n in names])
 
     def attempt() -> None:
         commit(plan, as_arrow(out, plan.schema), mode="overwrite" if predicate else "append", predicate=predicate,
