@@ -248,7 +248,7 @@ class DeltaResource(ConfigurableResource):
         """Compact small files (or Z-order by ``z_order`` columns) in one commit; returns delta-rs metrics."""
         table = self._require(ref)
         if z_order:
-            check_columns_exist(table, z_order, str(ref))
+            _check_columns_exist(table, z_order, str(ref))
             return dict(table.optimize.z_order(list(z_order), target_size=target_size))
         return dict(table.optimize.compact(target_size=target_size))
 
@@ -274,7 +274,7 @@ class DeltaResource(ConfigurableResource):
         return table
 
 
-def check_columns_exist(table: DeltaTable, names: tuple[str, ...] | list[str], ref: str) -> None:
+def _check_columns_exist(table: DeltaTable, names: tuple[str, ...] | list[str], ref: str) -> None:
     """Raise SchemaMismatchError when a named column is not in the table."""
     known = {f.name for f in table.schema().fields}
     unknown = sorted(set(names) - known)
