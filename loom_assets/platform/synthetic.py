@@ -35,15 +35,15 @@ def orders(start: dt.date, end: dt.date, per_day: int | None = None) -> pl.LazyF
     n = per_day or rows_per_day()
     days = (end - start).days
     base = (start - dt.date(2020, 1, 1)).days
-    i = pl.int_range(0, days * n, dtype=pl.Int64, eager=False).alias("i")
-    day_idx = (pl.col("i") // n).alias("day_idx")
+    # a cross join of two small ranges: the streaming engine produces it batch by batch,
+    # whereas one big int_range would be materialized up front
+    day_lf = pl.LazyFrame({"day_idx": pl.int_range(0, days, eager=True, dtype=pl.Int64)})
+    row_lf = pl.LazyFrame({"r": pl.int_range(0, n, eager=True, dtype=pl.Int64)})
     order_date = (pl.lit(start) + pl.duration(days=pl.col("day_idx"))).cast(pl.Date)
     seconds = (_mix(pl.col("gid"), 7) % 86_400).cast(pl.Int64)
     return (
-        pl.LazyFrame()
-        .select(i)
-        .with_columns(day_idx)
-        .with_columns(gid=(pl.col("day_idx") + base) * n + pl.col("i") % n)
+        day_lf.join(row_lf, how="cross")
+        .with_columns(gid=(pl.col("day_idx") + base) * n + pl.col("r"))
         .select(
             order_id=pl.col("gid"),
             order_date=order_date,
