@@ -102,6 +102,24 @@ def case_write_raw(path: str, n: int) -> dict[str, Any]:
     return {"seconds": seconds, "rss_mb": rss, **check}
 
 
+def case_write_raw_from_polars(path: str, n: int) -> dict[str, Any]:
+    import clickhouse_connect
+
+    df = _frame(n)
+    client = clickhouse_connect.get_client(dsn=f"chdb://{path}")
+    client.command("CREATE DATABASE IF NOT EXISTS bench")
+    client.command(f"CREATE TABLE bench.raw {DDL_COLS} ENGINE = MergeTree ORDER BY tuple()")
+    start = time.perf_counter()
+    table = df.to_arrow()  # the resource starts from the Polars frame too
+    for off in range(0, table.num_rows, 500_000):
+        client.insert_arrow("bench.raw", table.slice(off, 500_000))
+    seconds = time.perf_counter() - start
+    rss = _peak_rss_mb()
+    check = _check_ch(client, "bench.raw", n)
+    client.close()
+    return {"seconds": seconds, "rss_mb": rss, **check}
+
+
 def case_write_resource(path: str, n: int) -> dict[str, Any]:
     from loom_resources.clickhouse import ClickHouseResource
     from loom_resources.model import RunParams, WriteContext
@@ -201,7 +219,7 @@ def case_copy_raw(path: str, n: int) -> dict[str, Any]:
     return {"seconds": seconds, "rss_mb": rss, **check}
 
 
-CASES = {f.__name__[5:]: f for f in (case_write_raw, case_write_resource, case_write_rowwise, case_setup_source,
+CASES = {f.__name__[5:]: f for f in (case_write_raw, case_write_raw_from_polars, case_write_resource, case_write_rowwise, case_setup_source,
                                      case_copy_resource, case_copy_raw)}
 
 
@@ -266,14 +284,17 @@ def main() -> None:
              "|---|---:|---:|---:|---:|---:|---|"]
     ratios: list[str] = []
 
-    raw, loom = [], []
-    for _ in range(repeat):  # interleaved so background load hits both alike
+    raw, raw_pl, loom = [], [], []
+    for _ in range(repeat):  # interleaved so background load hits all alike
         raw.append(fresh_case("write_raw", n_write))
+        raw_pl.append(fresh_case("write_raw_from_polars", n_write))
         loom.append(fresh_case("write_resource", n_write))
-    m_raw, m_loom = median_of(raw), median_of(loom)
-    lines += [fmt("raw `client.insert_arrow`, 500k batches, embedded chDB", n_write, m_raw),
-              fmt("`ClickHouseResource.write` (append, eager DataFrame)", n_write, m_loom)]
-    ratios.append(f"write throughput resource/raw at {n_write / 1e6:g}M: {ratio(m_raw, m_loom)} (target >= 0.9x)")
+    m_raw, m_raw_pl, m_loom = median_of(raw), median_of(raw_pl), median_of(loom)
+    lines += [fmt("raw `client.insert_arrow`, 500k batches, embedded chDB (Arrow table given)", n_write, m_raw),
+              fmt("raw, same but timing `DataFrame.to_arrow()` too (Polars frame given)", n_write, m_raw_pl),
+              fmt("`ClickHouseResource.write` (append, eager Polars DataFrame)", n_write, m_loom)]
+    ratios.append(f"write throughput resource/raw (Arrow table given) at {n_write / 1e6:g}M: {ratio(m_raw, m_loom)} (target >= 0.9x)")
+    ratios.append(f"write throughput resource/raw (Polars frame given) at {n_write / 1e6:g}M: {ratio(m_raw_pl, m_loom)}")
 
     copy: dict[tuple[str, int], dict[str, Any]] = {}
     for n in (n_small, n_big):

@@ -127,6 +127,8 @@ class _Write:
             self.stored_ch = self.res.ch_columns(self.ref)
 
     def add_columns(self, new_cols: Schema) -> None:
+        if not new_cols:
+            return
         have = {n for n, _ in self.res.ch_columns(self.ref)}
         for c in new_cols:
             if c.name not in have:

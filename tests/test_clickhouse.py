@@ -540,6 +540,16 @@ def test_dagster_step_end_closes_client_and_deletes_spools(chdb_url: str, unique
     assert not seen["spool"].exists()
     assert seen["res"]._client is None
 
+    @dg.asset
+    def fails(clickhouse: ClickHouseResource) -> int:
+        clickhouse.read_streaming(SourceSpec(TableRef(unique_schema, "orders")), RunParams())
+        seen["spool"] = Path(clickhouse._spools[-1])
+        raise RuntimeError("transform failed")
+
+    result = dg.materialize([fails], resources={"clickhouse": ClickHouseResource(url=chdb_url)}, raise_on_error=False)
+    assert not result.success
+    assert not seen["spool"].exists()  # deleted on failure too
+
 
 def test_update_schema_adds_nullable_columns_only(res: ClickHouseResource, raw: Any, unique_schema: str) -> None:
     s = spec(unique_schema)
