@@ -217,7 +217,7 @@ class ClickHouseResource(ConfigurableResource):
                 f"(waited {self.embedded_wait_s:g} s). "
                 f"{_EMBEDDED_HELP} (engine said: {msg})"
             )
-        if "516" in msg or "AUTHENTICATION_FAILED" in msg or "Authentication failed" in msg:
+        if "Code: 516" in msg or "AUTHENTICATION_FAILED" in msg or "Authentication failed" in msg:
             return BackendUnavailableError(
                 f"ClickHouse at {where} rejected the credentials (authentication failed); "
                 f"check the user and the password in ${self.password_env or 'the URL'}"
