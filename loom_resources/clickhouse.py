@@ -98,6 +98,9 @@ class ClickHouseResource(ConfigurableResource):
         "releases it when it ends), before failing with BackendUnavailableError.",
     )
     insert_batch_rows: int = PydanticField(default=500_000, description="Rows per insert_arrow batch.")
+    spool_dir: str | None = PydanticField(
+        default=None, description="Directory for streaming-read spool files (default: the system temp directory)."
+    )
     audit_columns: bool = PydanticField(
         default=False, description="Add _loom_* audit columns to every table this resource writes."
     )
@@ -385,7 +388,7 @@ class ClickHouseResource(ConfigurableResource):
             if table.num_rows == 0:
                 return empty_frame(schema).lazy()
             return _to_loom_types(pl.from_arrow(table).lazy(), schema)  # type: ignore[union-attr]
-        spool = tempfile.mkdtemp(prefix="loom-ch-spool-")
+        spool = tempfile.mkdtemp(prefix="loom-ch-spool-", dir=self.spool_dir)
         self._spools.append(spool)
         with _SPOOL_LOCK:
             _SPOOLS.add(spool)

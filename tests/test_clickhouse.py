@@ -292,6 +292,17 @@ def test_read_streaming_spools_and_deletes_the_file(res: ClickHouseResource, uni
     assert not spool.exists()
 
 
+def test_spool_dir_is_configurable(chdb_url: str, unique_schema: str, tmp_path: Path) -> None:
+    r = ClickHouseResource(url=chdb_url, spool_dir=str(tmp_path))
+    try:
+        r.write(orders(range(3)), spec(unique_schema), RunParams())
+        assert r.read_streaming(SourceSpec(TableRef(unique_schema, "orders")), RunParams()).collect().height == 3
+        assert len(list(tmp_path.glob("loom-ch-spool-*/part-*.arrow"))) == 1
+    finally:
+        r.close()
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_read_streaming_failure_leaves_no_spool(res: ClickHouseResource, unique_schema: str, monkeypatch: pytest.MonkeyPatch) -> None:
     import loom_resources.clickhouse as mod
 
