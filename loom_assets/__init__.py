@@ -1,9 +1,12 @@
 """Loom on Dagster code location: declared tables as software-defined assets.
 
-``loom_assets.defs`` is the ``dagster.Definitions`` of the sample platform.
+Importing the declaration API builds nothing. ``loom_assets.defs`` — the ``dagster.Definitions``
+of the sample platform — is built on first access (Dagster's module loader reads it through
+``dir()``/``getattr``, so ``dagster ... -m loom_assets`` and ``workspace.yaml`` still find it).
 """
 
 import warnings
+from typing import Any
 
 import dagster as dg
 
@@ -13,11 +16,25 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning)
 from loom_assets.declare import DataCheck, Source, Table, accepted_values, not_null, row_count, unique  # noqa: E402 (after the warnings filter)
 from loom_assets.definitions import build_definitions  # noqa: E402 (after the warnings filter)
 from loom_assets.factory import build_assets  # noqa: E402 (after the warnings filter)
-from loom_assets.platform import TABLES  # noqa: E402 (after the warnings filter)
-
-defs = build_definitions(TABLES)
 
 __all__ = [
     "DataCheck", "Source", "Table", "accepted_values", "build_assets", "build_definitions", "defs", "not_null",
     "row_count", "unique",
 ]
+
+_built: dict[str, dg.Definitions] = {}  # a dict, so Dagster's module scan sees one Definitions: ``defs``
+
+
+def __getattr__(name: str) -> Any:
+    """Build the sample platform's ``defs`` on first access."""
+    if name != "defs":
+        raise AttributeError(f"module 'loom_assets' has no attribute {name!r}")
+    if name not in _built:
+        from loom_assets.platform import TABLES
+
+        _built[name] = build_definitions(TABLES)
+    return _built[name]
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | {"defs"})

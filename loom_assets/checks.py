@@ -1,7 +1,9 @@
 """Asset checks of declared tables: the schema contract and declared data checks.
 
 Both run inside the asset's own step right after the write, as real queries against the
-stored table, so a failing blocking check stops downstream assets in the same run.
+stored table, so a failing blocking check stops downstream assets in the same run. The
+expected schema comes from the backend resource (``expected_schema``), so this module knows
+no backend.
 """
 
 from __future__ import annotations
@@ -12,34 +14,21 @@ import dagster as dg
 import polars as pl
 
 from loom_assets.declare import DataCheck, Table
-from loom_resources import Backend, RunParams, SchemaMode, SourceSpec
-from loom_resources.dtypes import ColumnSchema, Schema, schema_diff
+from loom_resources import RunParams, SchemaMode, SourceSpec
+from loom_resources.dtypes import Schema, schema_diff
 from loom_resources.predicates import Predicate
 
 SCHEMA_CHECK = "schema_matches_declaration"
 
 
-def expected_stored_schema(table: Table) -> Schema:
-    """The schema the backend should report for the declaration (its storage types)."""
-    spec = table.target
-    from loom_resources import clickhouse_types, delta_types
-
-    if spec.backend is Backend.DELTA:
-        return tuple(
-            ColumnSchema(c.name, delta_types.storable(c.dtype, column=f"{spec.ref}.{c.name}"), c.nullable)
-            for c in spec.stored_columns()
-        )
-    return tuple(ColumnSchema(c.name, clickhouse_types.storable(c.dtype), c.nullable) for c in spec.stored_columns())
-
-
-def schema_check(table: Table, stored: Schema | None) -> dg.AssetCheckResult:
-    """Compare the stored schema with the declaration (names, types, nullability, order)."""
+def schema_check(table: Table, expected: Schema, stored: Schema | None) -> dg.AssetCheckResult:
+    """Compare the stored schema with the declaration's ``expected`` storage schema (names,
+    types, nullability, order)."""
     if stored is None:
         return dg.AssetCheckResult(
             check_name=SCHEMA_CHECK, passed=False, severity=dg.AssetCheckSeverity.ERROR,
             metadata={"problems": f"table {table.ref} does not exist after the write"},
         )
-    expected = expected_stored_schema(table)
     if table.target.schema_mode is SchemaMode.EVOLVE:
         # evolved tables may carry columns added after the declaration
         declared = {c.name for c in expected}

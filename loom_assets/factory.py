@@ -3,48 +3,81 @@
 Each :class:`~loom_assets.declare.Table` becomes one ``@asset``: key ``[schema, table]``,
 inputs from its sources (read by the Loom IO manager), ``kinds``, group per schema, a code
 version from its body, ``BackfillPolicy.single_run()`` when partitioned, a blocking
-schema-contract check and its declared data checks. The body runs the SQL (inside
-ClickHouse when every source lives there, else with Polars) or the Python transform and
-returns the frame; the IO manager writes it.
+schema-contract check and its declared data checks. The body runs the SQL (inside the store
+when every source lives in one backend that runs SQL, else with Polars) or the Python
+transform and returns the frame; the IO manager writes it.
+
+What the IO manager needs travels on the asset itself (:mod:`loom_resources.binding`). This
+module knows backends only through their resources' capabilities and ``expected_schema``.
 """
 
 
 import datetime as dt
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import dagster as dg
 from dagster import AssetExecutionContext
 
-from loom_assets.checks import SCHEMA_CHECK, data_check, expected_stored_schema, schema_check
+from loom_assets.checks import SCHEMA_CHECK, data_check, schema_check
 from loom_assets.declare import Table
 from loom_assets.sql_body import bind_sql, check_sql
-from loom_resources import Backend, SourceSpec, SpecError, UnsupportedTypeError
-from loom_resources.io_manager import SQL_ENGINE_METADATA, STARTED_AT_METADATA, run_params_for, slice_predicate
-from loom_resources.registry import REGISTRY, AssetBinding, InputBinding
-from loom_resources.run_records import RunRecord, append_record
+from loom_resources import SpecError, UnsupportedTypeError
+from loom_resources.binding import AssetBinding, InputBinding
+from loom_resources.metadata import STARTED_AT_METADATA, column_schema_metadata
+from loom_resources.model import SourceSpec
+from loom_resources.partitions import slice_predicate
+from loom_resources.run_params import run_params
+from loom_resources.run_records import RUN_RECORDS_REF, RUN_RECORDS_SPEC, record_failure
 from loom_resources.sql import PolarsSQLExecutor
 
+Backends = Mapping[str, Any]
 
-def validate_tables(tables: Sequence[Table]) -> None:
-    """Fail with a message naming the table on duplicates, unknown sources, cycles and SQL
-    that reads something other than its sources."""
+
+def _default(backends: Backends | None) -> Backends:
+    if backends is not None:
+        return backends
+    from loom_resources.defaults import default_backends  # deferred: the backends' libraries load only when needed
+
+    return default_backends()
+
+
+def _backend(backends: Backends, table: Table) -> Any:
+    name = table.target.backend.value
+    if name not in backends:
+        raise SpecError(f"table {table.ref}: no resource for backend {name!r} (have {sorted(backends)})")
+    return backends[name]
+
+
+def validate_tables(tables: Sequence[Table], backends: Backends | None = None) -> None:
+    """Fail with a message naming the table on duplicates, reserved names, unknown sources,
+    cycles, modes or types the backend does not support, and SQL that reads something other
+    than its sources. ``backends`` default to :func:`loom_resources.defaults.default_backends`."""
+    backends = _default(backends)
     by_name: dict[str, Table] = {}
     for t in tables:
         if str(t.ref) in by_name:
             raise SpecError(f"table {t.ref} is declared twice")
         by_name[str(t.ref)] = t
+        if t.ref.schema == RUN_RECORDS_REF.schema:
+            raise SpecError(f"table {t.ref}: schema {t.ref.schema!r} is reserved for Loom's audit trail ({RUN_RECORDS_REF})")
     for t in tables:
         for s in t.sources:
             if str(s.ref) not in by_name:  # type: ignore[union-attr]
                 raise SpecError(f"table {t.ref}: source {s.ref} is not a declared table")  # type: ignore[union-attr]
+        resource = _backend(backends, t)
+        resource.capabilities.check(t.target, t.target.backend.value)
         try:
-            expected_stored_schema(t)
+            resource.expected_schema(t.target)
         except UnsupportedTypeError as exc:
             raise SpecError(f"table {t.ref}: {exc}") from exc
         if t.sql is not None:
             check_sql(t.sql, [s.name for s in t.sources], table=str(t.ref))  # type: ignore[union-attr]
-    # depth-first search for cycles, reporting the path
+    _check_cycles(by_name)
+
+
+def _check_cycles(by_name: dict[str, Table]) -> None:
+    """Depth-first search for cycles, reporting the path."""
     state: dict[str, int] = {}
 
     def visit(name: str, path: list[str]) -> None:
@@ -62,34 +95,30 @@ def validate_tables(tables: Sequence[Table]) -> None:
         visit(name, [])
 
 
-def _pushdown(table: Table, by_name: dict[str, Table]) -> bool:
-    """SQL runs inside ClickHouse when every source lives there."""
+def sql_pushdown(table: Table, by_name: dict[str, Table], backends: Backends) -> tuple[str, str] | None:
+    """The one decision of where a SQL body runs: inside the store, as ``(backend, dialect)``,
+    when every source lives in one backend that runs SQL; else ``None`` (Polars)."""
     if table.sql is None or not table.sources:
-        return False
-    return all(Backend(by_name[str(s.ref)].backend) is Backend.CLICKHOUSE for s in table.sources)  # type: ignore[union-attr]
+        return None
+    names = {by_name[str(s.ref)].target.backend.value for s in table.sources}  # type: ignore[union-attr]
+    if len(names) != 1:
+        return None
+    name = names.pop()
+    dialect = backends[name].capabilities.sql_dialect
+    return (name, dialect) if dialect is not None else None
 
 
-def register(table: Table, by_name: dict[str, Table]) -> None:
-    """Tell the IO manager about the table's target and how its inputs are read."""
-    push = _pushdown(table, by_name)
-    inputs = {
-        s.name: InputBinding(SourceSpec(s.ref, s.columns, s.predicate), streaming=s.streaming, relation=push)  # type: ignore[union-attr]
-        for s in table.sources
-    }
-    REGISTRY.register(
-        tuple(table.asset_key.path),
-        AssetBinding(target=table.target, partition_columns=table.partition_columns, inputs=inputs),
-    )
-
-
-def build_asset(table: Table, by_name: dict[str, Table], *, pool: str | None = None) -> dg.AssetsDefinition:
+def build_asset(table: Table, by_name: dict[str, Table], backends: Backends, *, pool: str | None = None) -> dg.AssetsDefinition:
     """Build the asset of one declared table (call :func:`build_assets` for a whole set)."""
     spec = table.target
-    push = _pushdown(table, by_name)
+    pushdown = sql_pushdown(table, by_name, backends)
     ins = {
         s.name: dg.AssetIn(  # type: ignore[union-attr]
             key=by_name[str(s.ref)].asset_key,  # type: ignore[union-attr]
-            metadata={"loom/consumer": list(table.asset_key.path), "loom/alias": s.name},  # type: ignore[union-attr]
+            metadata=InputBinding(
+                SourceSpec(s.ref, s.columns, s.predicate), streaming=s.streaming, relation=pushdown is not None,  # type: ignore[union-attr]
+                consumer_partition_columns=table.partition_columns,
+            ).metadata(),
             partition_mapping=s.partition_mapping,  # type: ignore[union-attr]
         )
         for s in table.sources
@@ -99,7 +128,14 @@ def build_asset(table: Table, by_name: dict[str, Table], *, pool: str | None = N
                                      description="stored schema matches the declaration")]
     check_specs += [dg.AssetCheckSpec(c.name, asset=table.asset_key, blocking=c.blocking) for c in table.checks]
     description = table.description or f"{spec.mode.value} into {spec.backend.value} table {spec.ref}"
-    columns_md = {"dagster/column_schema": _declared_schema(table), "dagster/table_name": str(spec.ref)}
+    binding = AssetBinding(target=spec, partition_columns=table.partition_columns)
+    expected = _backend(backends, table).expected_schema(spec)
+    metadata = {
+        "dagster/column_schema": column_schema_metadata(spec.stored_columns()),
+        "dagster/table_name": str(spec.ref),
+        **binding.metadata(),
+    }
+    needed = {spec.backend.value, RUN_RECORDS_SPEC.backend.value} | {by_name[str(s.ref)].target.backend.value for s in table.sources}  # type: ignore[union-attr]
 
     @dg.asset(
         key=table.asset_key,
@@ -113,91 +149,54 @@ def build_asset(table: Table, by_name: dict[str, Table], *, pool: str | None = N
         group_name=spec.ref.schema,
         code_version=table.code_version,
         check_specs=check_specs,
-        required_resource_keys={"delta", "clickhouse"},
-        metadata=columns_md,
+        required_resource_keys=needed,
+        metadata=metadata,
         pool=pool,
     )
     def _asset(context: AssetExecutionContext, **inputs: Any) -> Iterator[Any]:
         started = dt.datetime.now(dt.UTC)
-        params = asset_run_params(context, table)
+        params = run_params(context, table.partition_columns)
         try:
-            out, engine = _run_body(table, context, inputs, params, push)
+            out = _run_body(table, context, inputs, params, pushdown)
         except Exception as exc:
-            append_record(context.resources.delta, RunRecord(
-                run_id=context.run.run_id, asset=table.asset_key.to_user_string(), table_name=str(spec.ref),
-                partition_keys=params.partition_keys, mode=spec.mode.value, rows=None, status="failed",
-                error=f"{type(exc).__name__}: {exc}", started_at=started, finished_at=dt.datetime.now(dt.UTC),
-            ))
+            record_failure(context.resources, context.run.run_id, table.asset_key.to_user_string(), spec, params,
+                           exc, started)
             raise
-        md: dict[str, Any] = {STARTED_AT_METADATA: started.isoformat()}
-        if engine:
-            md[SQL_ENGINE_METADATA] = engine
-        yield dg.Output(out, metadata=md)
-        backend = context.resources.delta if spec.backend is Backend.DELTA else context.resources.clickhouse
-        yield schema_check(table, backend.schema(spec.ref))
+        yield dg.Output(out, metadata={STARTED_AT_METADATA: started.isoformat()})
+        backend = getattr(context.resources, spec.backend.value)
+        yield schema_check(table, expected, backend.schema(spec.ref))
         if table.checks:
-            scope = None
-            if table.partitions is not None and params.partition_keys:
-                scope = slice_predicate(
-                    REGISTRY.get(tuple(table.asset_key.path)), list(params.partition_keys),
-                    _window(params),
-                )
+            scope = slice_predicate(spec, table.partition_columns, params)
             for chk in table.checks:
                 yield data_check(chk, backend, table, scope)
 
     return _asset
 
 
-def _run_body(table: Table, context: Any, inputs: dict[str, Any], params: Any, push: bool) -> tuple[Any, str | None]:
-    """Run the table's body; return the frame and where its SQL ran (None for Python)."""
-    spec = table.target
+def _run_body(table: Table, context: Any, inputs: dict[str, Any], params: Any, pushdown: tuple[str, str] | None) -> Any:
+    """Run the table's body and return its frame (or a query result that stays in the store)."""
+    name = str(table.target.ref)
     if table.sql is None:
         assert table.transform is not None
-        return table.transform(context, **inputs), None
+        return table.transform(context, **inputs)
     bindings = params.bindings()
-    if push:
-        query = bind_sql(table.sql, bindings, "clickhouse", table=str(spec.ref))
-        out = context.resources.clickhouse.execute_sql(inputs, query)
-    else:
-        query = bind_sql(table.sql, bindings, "polars", table=str(spec.ref))
-        out = PolarsSQLExecutor().execute_sql(inputs, query)
-    return out, getattr(out, "engine_name", None) or "polars"
+    if pushdown is not None:
+        backend, dialect = pushdown
+        return getattr(context.resources, backend).execute_sql(inputs, bind_sql(table.sql, bindings, dialect, table=name))  # type: ignore[arg-type]
+    return PolarsSQLExecutor().execute_sql(inputs, bind_sql(table.sql, bindings, "polars", table=name))
 
 
-def asset_run_params(context: dg.AssetExecutionContext, table: Table) -> Any:
-    """Run parameters of the asset's step: partition keys of a key or range, and the window."""
-    if not context.has_partition_key and not context.has_partition_key_range:
-        return run_params_for([], None, {})
-    try:
-        window = context.partition_time_window
-    except Exception:  # not a time-window partitioning: Dagster raises instead of returning None
-        window = None
-    return run_params_for(list(context.partition_keys), window, table.partition_columns)
-
-
-def _window(params: Any) -> dg.TimeWindow | None:
-    if params.window_start is None or params.window_end is None:
-        return None
-    return dg.TimeWindow(params.window_start, params.window_end)
-
-
-def _declared_schema(table: Table) -> dg.TableSchema:
-    from loom_resources.io_manager import column_schema_metadata
-
-    return column_schema_metadata(table.target.stored_columns())
-
-
-def build_assets(tables: Sequence[Table], *, pool: str | None = None) -> list[dg.AssetsDefinition]:
-    """Validate the declarations as a set, register them with the IO manager and build
-    one asset per table.
+def build_assets(tables: Sequence[Table], *, pool: str | None = None, backends: Backends | None = None) -> list[dg.AssetsDefinition]:
+    """Validate the declarations as a set and build one asset per table.
 
     Args:
         tables: The declared tables.
         pool: Dagster concurrency pool for every asset (the embedded ClickHouse engine uses
             one so runs against one data path never overlap).
+        backends: Backend name -> resource; default :func:`loom_resources.defaults.default_backends`.
+            Declarations the backend cannot serve are refused here, naming the table.
     """
-    validate_tables(tables)
+    backends = _default(backends)
+    validate_tables(tables, backends)
     by_name = {str(t.ref): t for t in tables}
-    for t in tables:
-        register(t, by_name)
-    return [build_asset(t, by_name, pool=pool) for t in tables]
+    return [build_asset(t, by_name, backends, pool=pool) for t in tables]

@@ -8,31 +8,20 @@ import dagster as dg
 from dagster import OpExecutionContext
 
 from loom_assets.declare import Table
-from loom_resources import Backend, TableRef, WriteMode
 
 
 def _maintenance_job(tables: Sequence[Table]) -> dg.JobDefinition:
-    delta_refs = [str(t.ref) for t in tables if Backend(t.backend) is Backend.DELTA]
-    merge_refs = [str(t.ref) for t in tables if Backend(t.backend) is Backend.CLICKHOUSE and WriteMode(t.mode) is WriteMode.MERGE]
+    specs = [t.target for t in tables]
+    backends = sorted({spec.backend.value for spec in specs})
 
-    @dg.op(required_resource_keys={"delta", "clickhouse"})
+    @dg.op(required_resource_keys=set(backends))
     def loom_maintenance(context: OpExecutionContext) -> None:
-        """Compact and vacuum every Delta table; OPTIMIZE ... FINAL the ClickHouse merge tables."""
-        delta = context.resources.delta
-        for name in delta_refs:
-            ref = TableRef.parse(name)
-            if not delta.exists(ref):
-                context.log.info(f"skip {name}: not materialized yet")
-                continue
-            context.log.info(f"optimize {name}: {delta.optimize(ref)}")
-            context.log.info(f"vacuum {name}: {delta.vacuum(ref)}")
-        for name in merge_refs:
-            ref = TableRef.parse(name)
-            if context.resources.clickhouse.exists(ref):
-                context.resources.clickhouse.optimize_final(ref)
-                context.log.info(f"OPTIMIZE TABLE {name} FINAL done")
+        """Each backend's routine maintenance of each table (Delta: compact and vacuum;
+        ClickHouse: OPTIMIZE ... FINAL of merge tables)."""
+        for spec in specs:
+            context.log.info(getattr(context.resources, spec.backend.value).maintain(spec.ref, spec))
 
-    @dg.job(description="Delta optimize/vacuum and ClickHouse OPTIMIZE FINAL for merge tables.")
+    @dg.job(description="Routine maintenance of every declared table by its backend (compaction, vacuum, merges).")
     def loom_maintenance_job() -> None:
         loom_maintenance()
 

@@ -15,16 +15,14 @@ import polars as pl
 
 from loom_resources.dtypes import ColumnSchema, DataType, Schema, is_safe_cast
 from loom_resources.errors import DataValidationError, SchemaMismatchError, UnsupportedTypeError
-from loom_resources.model import (
-    AUDIT_COLUMNS,
-    RunParams,
-    SchemaMode,
-    TargetSpec,
-    WriteContext,
-    WriteMode,
-    partition_key_value,
-)
-from loom_resources.polars_types import from_polars, to_polars
+from loom_resources.model import AUDIT_COLUMNS, SchemaMode, TargetSpec, WriteContext, WriteMode
+from loom_resources.partitions import partition_predicate, run_partition_values
+from loom_resources.polars_types import from_polars, to_expr, to_polars
+
+__all__ = [
+    "Conformed", "check_nulls", "check_partition_values", "check_unique_keys", "conform", "frame_partitions",
+    "partition_filter", "require_partition_values_for", "run_partition_values", "with_audit_columns",
+]
 
 Frame = pl.LazyFrame | pl.DataFrame
 
@@ -158,29 +156,9 @@ def check_unique_keys(df: pl.DataFrame, spec: TargetSpec) -> None:
         )
 
 
-def run_partition_values(spec: TargetSpec, params: RunParams, column_types: Mapping[str, DataType]) -> tuple[dict[str, Any], ...]:
-    """The typed partition values of the run, one mapping per partition, by the table's actual
-    partition column types. Empty when the run is not partitioned."""
-    out = []
-    for part in params.partitions:
-        row: dict[str, Any] = {}
-        for column, key in part.items():
-            if column not in column_types:
-                raise SchemaMismatchError(str(spec.ref), [f"run partition column {column!r} is not a column of the table"])
-            row[column] = partition_key_value(key, column_types[column], table=str(spec.ref), column=column)
-        out.append(row)
-    return tuple(out)
-
-
 def partition_filter(values: tuple[Mapping[str, Any], ...]) -> pl.Expr:
-    """A Polars expression true for rows inside any of the given partitions."""
-    if not values:
-        return pl.lit(True)
-    cols = list(values[0])
-    if len(cols) == 1:
-        c = cols[0]
-        return pl.col(c).is_in([v[c] for v in values])
-    return pl.any_horizontal([pl.all_horizontal([pl.col(k) == pl.lit(v) for k, v in p.items()]) for p in values])
+    """A Polars expression true for rows inside any of the given partitions (all rows for none)."""
+    return to_expr(partition_predicate(values)) if values else pl.lit(True)
 
 
 def check_partition_values(df: pl.DataFrame, spec: TargetSpec, values: tuple[Mapping[str, Any], ...]) -> None:

@@ -50,3 +50,15 @@ class UnsupportedTypeError(LoomError, TypeError):
 
 class BackendUnavailableError(LoomError):
     """A store cannot be reached or opened (bad root, unreachable server, busy engine)."""
+
+
+class TableNotFoundError(BackendUnavailableError):
+    """A table that a read or a schema change needs does not exist in the store.
+
+    Attributes:
+        table: The table (``schema.table``).
+    """
+
+    def __init__(self, table: str, where: str) -> None:
+        self.table = table
+        super().__init__(f"table {table} does not exist at {where}")

@@ -329,11 +329,6 @@ class RunParams:
         object.__setattr__(self, "partitions", tuple(_frozen(p) for p in self.partitions))
         object.__setattr__(self, "values", _frozen(self.values))
 
-    @property
-    def is_partitioned(self) -> bool:
-        """True when the run targets specific partitions."""
-        return bool(self.partitions)
-
     def bindings(self) -> dict[str, Any]:
         """All values a predicate or SQL statement may bind, by name.
 
@@ -436,7 +431,10 @@ class WriteResult:
         schema: Stored schema after the write.
         partitions: Partition values replaced, if any.
         skipped: True when an identical earlier write was found and nothing was written.
-        extra: Backend-specific metadata (commit count, staging table...).
+        noop: True when the write had nothing to do (no rows for a replace, say).
+        table_rows: Rows in the whole table after the write, when the backend knows it cheaply.
+        merge_metrics: Counts a merge reports (rows inserted, updated, deleted...).
+        sql_engine: Where a pushed-down SQL body ran (``clickhouse``), if it ran inside the store.
     """
 
     table: TableRef
@@ -448,4 +446,7 @@ class WriteResult:
     schema: Schema
     partitions: tuple[Mapping[str, Any], ...] = ()
     skipped: bool = False
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    noop: bool = False
+    table_rows: int | None = None
+    merge_metrics: Mapping[str, int] = field(default_factory=dict)
+    sql_engine: str | None = None

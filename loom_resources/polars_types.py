@@ -97,9 +97,9 @@ def to_expr(pred: Predicate) -> pl.Expr:
     if isinstance(pred, IsNull):
         return pl.col(pred.column).is_not_null() if pred.negate else pl.col(pred.column).is_null()
     if isinstance(pred, And):
-        return pl.all_horizontal([to_expr(p) for p in pred.parts])
+        return pl.all_horizontal([to_expr(p) for p in pred.parts]) if pred.parts else pl.lit(True)
     if isinstance(pred, Or):
-        return pl.any_horizontal([to_expr(p) for p in pred.parts])
+        return pl.any_horizontal([to_expr(p) for p in pred.parts]) if pred.parts else pl.lit(False)
     if isinstance(pred, Not):
         return ~to_expr(pred.part)
     raise PredicateError(f"unknown predicate node {pred!r}")

@@ -289,9 +289,16 @@ def sql_literal(value: Any, dialect: Dialect) -> str:
     raise PredicateError(f"cannot render {type(value).__name__} value {value!r} as a SQL literal")
 
 
-def to_sql(pred: Predicate, dialect: Dialect) -> str:
-    """Render a bound predicate as a SQL condition in ``dialect``."""
-    q = lambda n: quote_identifier(n, dialect)  # noqa: E731
+def to_sql(pred: Predicate, dialect: Dialect, *, qualifier: str | None = None) -> str:
+    """Render a bound predicate as a SQL condition in ``dialect``; ``qualifier`` prefixes every
+    column (a table alias, as in a MERGE condition). An empty OR is ``false``, an empty AND ``true``."""
+    def q(n: str) -> str:
+        quoted = quote_identifier(n, dialect)
+        return f"{qualifier}.{quoted}" if qualifier else quoted
+
+    def sub(p: Predicate) -> str:
+        return to_sql(p, dialect, qualifier=qualifier)
+
     if isinstance(pred, Compare):
         if pred.value is None:
             if pred.op == "=":
@@ -308,9 +315,9 @@ def to_sql(pred: Predicate, dialect: Dialect) -> str:
     if isinstance(pred, IsNull):
         return f"{q(pred.column)} IS {'NOT ' if pred.negate else ''}NULL"
     if isinstance(pred, And):
-        return "(" + " AND ".join(to_sql(p, dialect) for p in pred.parts) + ")"
+        return "(" + " AND ".join(sub(p) for p in pred.parts) + ")" if pred.parts else "true"
     if isinstance(pred, Or):
-        return "(" + " OR ".join(to_sql(p, dialect) for p in pred.parts) + ")"
+        return "(" + " OR ".join(sub(p) for p in pred.parts) + ")" if pred.parts else "false"
     if isinstance(pred, Not):
-        return f"(NOT {to_sql(pred.part, dialect)})"
+        return f"(NOT {sub(pred.part)})"
     raise PredicateError(f"unknown predicate node {pred!r}")

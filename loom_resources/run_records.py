@@ -69,3 +69,15 @@ def append_record(writer: Any, record: RunRecord) -> None:
         import dagster as dg
 
         dg.get_dagster_logger().warning(f"could not append to {RUN_RECORDS_SPEC.ref}: {exc}")
+
+
+def record_failure(
+    resources: Any, run_id: str, asset: str, spec: TargetSpec, params: Any, exc: BaseException, started: dt.datetime
+) -> None:
+    """Record a failed asset body (before any write) through the run-records table's own backend
+    among a Dagster step's ``resources``."""
+    append_record(getattr(resources, RUN_RECORDS_SPEC.backend.value), RunRecord(
+        run_id=run_id, asset=asset, table_name=str(spec.ref), partition_keys=tuple(params.partition_keys),
+        mode=spec.mode.value, rows=None, status="failed", error=f"{type(exc).__name__}: {exc}",
+        started_at=started, finished_at=dt.datetime.now(dt.UTC),
+    ))

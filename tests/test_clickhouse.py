@@ -304,7 +304,7 @@ def test_spool_dir_is_configurable(chdb_url: str, unique_schema: str, tmp_path: 
 
 
 def test_read_streaming_failure_leaves_no_spool(res: ClickHouseResource, unique_schema: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    import loom_resources.clickhouse as mod
+    import loom_resources.clickhouse._read as mod
 
     res.write(orders(range(10)), spec(unique_schema), RunParams())
     before = set(Path(os.environ.get("TMPDIR", "/tmp")).glob("loom-ch-spool-*"))
@@ -318,22 +318,26 @@ def test_read_streaming_failure_leaves_no_spool(res: ClickHouseResource, unique_
     assert set(Path(os.environ.get("TMPDIR", "/tmp")).glob("loom-ch-spool-*")) == before
 
 
-def test_read_streaming_empty_result_has_schema_and_one_query(res: ClickHouseResource, unique_schema: str) -> None:
+def test_read_streaming_empty_result_has_schema_and_one_query(
+    res: ClickHouseResource, unique_schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import loom_resources.clickhouse._read as mod
+
     res.write(orders(range(3)), spec(unique_schema), RunParams())
     calls: list[str] = []
-    original = res._arrow_batches
+    original = mod.arrow_batches
     client = res.client()
     original_query_arrow = client.query_arrow
 
-    def counting(sql: str) -> Any:
+    def counting(conn: Any, sql: str) -> Any:
         calls.append(sql)
-        return original(sql)
+        return original(conn, sql)
 
     def no_second_query(*a: Any, **k: Any) -> Any:
         calls.append("query_arrow")
         return original_query_arrow(*a, **k)
 
-    object.__setattr__(res, "_arrow_batches", counting)
+    monkeypatch.setattr(mod, "arrow_batches", counting)
     client.query_arrow = no_second_query
     out = res.read_streaming(SourceSpec(TableRef(unique_schema, "orders"), predicate=col("id").gt(100)), RunParams()).collect()
     assert out.height == 0 and out.schema == pl.Schema({"id": pl.Int64, "day": pl.Date, "amount": pl.Float64, "sku": pl.String})
@@ -353,7 +357,7 @@ def test_execute_sql_pushes_down_when_all_sources_live_here(res: ClickHouseResou
     assert isinstance(q, ClickHouseQuery) and q.engine_name == "clickhouse"
     assert dict(q.collect_schema()) == {"id": pl.Int64, "day": pl.Date, "amount": pl.Float64, "sku": pl.String}
     result = res.write(q, spec(unique_schema, "joined"), RunParams())
-    assert result.extra["sql_engine"] == "clickhouse"
+    assert result.sql_engine == "clickhouse"
     assert rows(raw, TableRef(unique_schema, "joined")) == [(i, dt.date(2024, 1, 1), 3.0, f"s{i}") for i in (5, 6, 7)]
     # a Polars frame among the sources: the Polars executor runs it
     mixed = {"o": frames["o"], "p": pl.LazyFrame({"id": [1, 2]})}

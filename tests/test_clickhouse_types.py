@@ -13,7 +13,7 @@ import pytest
 
 from loom_resources import dtypes as t
 from loom_resources.clickhouse import ClickHouseResource
-from loom_resources.clickhouse_types import from_clickhouse, storable, to_clickhouse
+from loom_resources.clickhouse._types import from_clickhouse, storable, to_clickhouse
 from loom_resources.dtypes import ColumnSchema
 from loom_resources.errors import UnsupportedTypeError
 from loom_resources.model import RunParams, SourceSpec, TableRef, TargetSpec

@@ -588,7 +588,7 @@ def test_replace_partitions_with_two_partition_columns(delta: DeltaResource) -> 
 def test_commit_conflicts_are_retried_with_a_bound(delta: DeltaResource, monkeypatch: pytest.MonkeyPatch) -> None:
     from deltalake.exceptions import CommitFailedError
 
-    import loom_resources.delta_write as dw
+    import loom_resources.delta._commit as dw
 
     ref, _ = seeded(delta)
     real = dw.write_deltalake

@@ -18,7 +18,7 @@ from deltalake import DeltaTable
 
 from loom_resources import dtypes as t
 from loom_resources.delta import DeltaResource
-from loom_resources.delta_types import delta_schema, from_delta, schema_from_delta, storable, to_delta
+from loom_resources.delta._types import from_delta, schema_from_delta, storable, to_delta
 from loom_resources.dtypes import ColumnSchema
 from loom_resources.errors import DataValidationError, UnsupportedTypeError
 from loom_resources.model import RunParams, TargetSpec
@@ -124,10 +124,3 @@ def test_sub_microsecond_timestamps_are_rejected(delta: DeltaResource) -> None:
     with pytest.raises(DataValidationError, match="sub-microsecond"):
         delta.write(df, TargetSpec("types.ns", "delta", cols), RunParams())
     assert not delta.exists("types.ns")  # type: ignore[arg-type]
-
-
-def test_delta_schema_keeps_nullability() -> None:
-    cols = (ColumnSchema("a", t.Int32(), nullable=False), ColumnSchema("b", t.parse_dtype("struct<x: string not null>")))
-    schema = delta_schema(cols)
-    assert [f.nullable for f in schema.fields] == [False, True]
-    assert schema_from_delta(schema) == (cols[0], ColumnSchema("b", t.parse_dtype("struct<x: string not null>")))

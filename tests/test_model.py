@@ -319,7 +319,6 @@ def test_run_params_bindings_full() -> None:
         window_end=end,
         values={"effective_date": dt.date(2024, 2, 1), "partition_key": "override"},
     )
-    assert p.is_partitioned
     assert p.partition_keys == ("2024-01-31", "2024-02-01")
     assert p.partitions[1]["day"] == "2024-02-01"
     assert p.bindings() == {
@@ -335,7 +334,6 @@ def test_run_params_bindings_full() -> None:
 
 def test_run_params_bindings_empty_and_partial() -> None:
     assert RunParams().bindings() == {}
-    assert not RunParams().is_partitioned
     p = RunParams(partition_keys=("a",), window_start=dt.datetime(2024, 1, 1))
     assert p.bindings() == {"partition_key": "a", "partition_keys": ("a",)}
 

@@ -2,17 +2,18 @@
 
 Implements :class:`~loom_resources.contracts.TableDiscovery`, ``SourceReader``,
 ``StreamingSourceReader`` and ``TargetWriter`` over ``deltalake`` (delta-rs) and ``polars``.
-The write machinery lives in :mod:`loom_resources.delta_write` (all modes but history) and
-:mod:`loom_resources.delta_history` (SCD2); type mapping in :mod:`loom_resources.delta_types`.
+The resource holds the configuration and the contract methods; the package's modules do the
+work: ``_location`` (where a table lives), ``_types`` (type mapping), ``_read`` (scans),
+``_write`` (executing a :class:`~loom_resources.plan.WritePlan`), ``_batches`` and ``_commit``
+(validated Arrow data, one commit with bounded retries), ``_merge`` and ``_history`` (SCD2).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 import polars as pl
 from dagster import ConfigurableResource, get_dagster_logger
@@ -20,14 +21,25 @@ from deltalake import DeltaTable
 from deltalake.schema import Field as DeltaField
 from pydantic import Field
 
-from loom_resources.delta_history import write_history
-from loom_resources.delta_types import schema_from_delta, storable, to_delta
-from loom_resources.delta_write import DeltaLocation, build_plan, merge_table, result, write_table
-from loom_resources.dtypes import Schema
-from loom_resources.errors import BackendUnavailableError, SchemaMismatchError
-from loom_resources.model import RunParams, SourceSpec, TableRef, TargetSpec, WriteContext, WriteMode, WriteResult
-from loom_resources.polars_types import to_expr
-from loom_resources.predicates import check_columns
+from loom_resources.capabilities import Capabilities
+from loom_resources.delta._history import write_history
+from loom_resources.delta._location import DeltaLocation, display_uri
+from loom_resources.delta._merge import merge_table
+from loom_resources.delta._read import scan
+from loom_resources.delta._types import schema_from_delta, storable, to_delta
+from loom_resources.delta._write import prepare_write, result, write_table
+from loom_resources.dtypes import ColumnSchema, Schema
+from loom_resources.errors import BackendUnavailableError, SchemaMismatchError, TableNotFoundError
+from loom_resources.model import (
+    RunParams,
+    SourceSpec,
+    TableRef,
+    TargetSpec,
+    WriteContext,
+    WriteMode,
+    WriteResult,
+)
+from loom_resources.plan import to_frame
 
 __all__ = ["DeltaResource"]
 
@@ -59,6 +71,9 @@ class DeltaResource(ConfigurableResource):
             },
         )
     """
+
+    #: Every write mode, with delete_unmatched merges; SQL runs in Polars.
+    capabilities: ClassVar[Capabilities] = Capabilities(write_modes=frozenset(WriteMode), delete_unmatched=True)
 
     root: str = Field(
         default="",
@@ -103,15 +118,9 @@ class DeltaResource(ConfigurableResource):
             return f"{root}/{ref.schema}/{ref.table}"
         return str(Path(root).absolute() / ref.schema / ref.table)
 
-    def _display_uri(self, uri: str) -> str:
-        parts = urlsplit(uri)
-        if parts.scheme and "@" in parts.netloc:
-            return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
-        return uri
-
     def _location(self, ref: TableRef | str) -> DeltaLocation:
         uri = self.table_uri(ref)
-        return DeltaLocation(uri, self._display_uri(uri), dict(self.storage_options), self.max_commit_retries)
+        return DeltaLocation(uri, display_uri(uri), dict(self.storage_options), self.max_commit_retries)
 
     def _check_writable_root(self) -> None:
         if self._is_remote():
@@ -132,6 +141,17 @@ class DeltaResource(ConfigurableResource):
             table.load_as_version(version)
         return table
 
+    def expected_schema(self, spec: TargetSpec) -> Schema:
+        """The schema this backend reports for a table written from ``spec`` (its storable types).
+
+        Raises:
+            UnsupportedTypeError: naming the column when Delta cannot store its type.
+        """
+        return tuple(
+            ColumnSchema(c.name, storable(c.dtype, column=f"{spec.ref}.{c.name}"), c.nullable)
+            for c in spec.stored_columns()
+        )
+
     # -- TableDiscovery ------------------------------------------------------------------------
     def exists(self, ref: TableRef) -> bool:
         """Whether a Delta table exists at the table's location."""
@@ -150,9 +170,7 @@ class DeltaResource(ConfigurableResource):
     def update_schema(self, ref: TableRef, schema: Schema) -> None:
         """Add the columns of ``schema`` the table lacks (they must be nullable); fail on any
         change of an existing column's type, since Delta cannot apply it in place."""
-        table = self._open(ref)
-        if table is None:
-            raise SchemaMismatchError(str(ref), ["the table does not exist; write it first"])
+        table = self._require(ref)
         stored = {c.name: c for c in schema_from_delta(table.schema())}
         problems, new = [], []
         for c in schema:
@@ -176,21 +194,15 @@ class DeltaResource(ConfigurableResource):
     # -- readers ---------------------------------------------------------------------------------
     def read(self, spec: SourceSpec, params: RunParams, /) -> pl.LazyFrame:
         """The table as a LazyFrame (``scan_delta``) at ``spec.version`` if given, with the
-        projection and the bound predicate pushed down (partition predicates prune files)."""
+        projection and the bound predicate pushed down (partition predicates prune files).
+
+        Raises:
+            TableNotFoundError: the table does not exist.
+        """
         table = self._open(spec.ref, spec.version)
         if table is None:
-            raise BackendUnavailableError(f"table {spec.ref} does not exist at {self._location(spec.ref).display_uri}")
-        known = [f.name for f in table.schema().fields]
-        lf = pl.scan_delta(table)
-        if spec.predicate is not None:
-            check_columns(spec.predicate, known, table=str(spec.ref))
-            lf = lf.filter(to_expr(spec.predicate.bind(params.bindings())))
-        if spec.columns is not None:
-            unknown = sorted(set(spec.columns) - set(known))
-            if unknown:
-                raise SchemaMismatchError(str(spec.ref), [f"projected column(s) {unknown} do not exist"])
-            lf = lf.select(list(spec.columns))
-        return lf
+            raise TableNotFoundError(str(spec.ref), self._location(spec.ref).display_uri)
+        return scan(table, spec, params)
 
     def read_streaming(self, spec: SourceSpec, params: RunParams, /) -> pl.LazyFrame:
         """Same as :meth:`read`: ``scan_delta`` is lazy, so collecting or sinking the result with
@@ -220,24 +232,20 @@ class DeltaResource(ConfigurableResource):
         """
         if spec.backend.value != "delta":
             raise ValueError(f"table {spec.ref} is declared for backend {spec.backend.value!r}, not delta")
-        audit = (spec.audit_columns or self.audit_columns) and write_ctx is not None
-        if audit != spec.audit_columns:
-            spec = dataclasses.replace(spec, audit_columns=audit)
-        use_streaming = isinstance(frame, pl.LazyFrame) and (spec.streaming if spec.streaming is not None else streaming)
+        self.capabilities.check(spec, "delta")
+        frame = to_frame(frame)
         self._check_writable_root()
         loc = self._location(spec.ref)
         log = get_dagster_logger()
-        log.info(f"{spec.ref}: {spec.mode.value} write to {loc.display_uri} ({'streaming' if use_streaming else 'eager'})")
         if spec.mode is WriteMode.HISTORY:
-            plan, extra = write_history(frame, spec, loc, params, write_ctx)
+            w, out = write_history(frame, spec, loc, params, write_ctx, resource_audit=self.audit_columns)
         else:
-            plan = build_plan(frame, spec, loc, write_ctx)
-            if spec.mode is WriteMode.MERGE:
-                extra = merge_table(plan)
-                use_streaming = False
-            else:
-                extra = write_table(plan, params, streaming=use_streaming)
-        res = result(plan, extra, streaming=use_streaming)
+            w = prepare_write(frame, spec, params, write_ctx, loc, requested_streaming=streaming,
+                              resource_audit=self.audit_columns)
+            log.info(f"{spec.ref}: {spec.mode.value} write to {loc.display_uri} "
+                     f"({'streaming' if w.plan.streaming else 'eager'})")
+            out = merge_table(w) if spec.mode is WriteMode.MERGE else write_table(w)
+        res = result(w, out)
         log.info(f"{spec.ref}: wrote {res.rows_written} rows, now at version {res.version}"
                  + (" (skipped: already committed)" if res.skipped else ""))
         return res
@@ -270,8 +278,17 @@ class DeltaResource(ConfigurableResource):
     def _require(self, ref: TableRef | str) -> DeltaTable:
         table = self._open(ref)
         if table is None:
-            raise BackendUnavailableError(f"table {ref} does not exist at {self._location(ref).display_uri}")
+            raise TableNotFoundError(str(ref), self._location(ref).display_uri)
         return table
+
+    def maintain(self, ref: TableRef, spec: TargetSpec | None = None) -> str:
+        """Routine maintenance of one table (compaction, then vacuum within the retention guard);
+        returns a one-line summary for the maintenance job's log."""
+        if not self.exists(ref):
+            return f"skip {ref}: not materialized yet"
+        compacted = self.optimize(ref)
+        removed = self.vacuum(ref)
+        return f"{ref}: optimize {compacted.get('numFilesRemoved', 0)} files compacted, vacuum removed {len(removed)} files"
 
 
 def _check_columns_exist(table: DeltaTable, names: tuple[str, ...] | list[str], ref: str) -> None:

@@ -132,11 +132,6 @@ def from_delta(dtype: Any, *, column: str | None = None) -> DataType:
     raise UnsupportedTypeError(f"{where}Delta type {dtype} has no Loom equivalent")
 
 
-def delta_schema(columns: Schema) -> DeltaSchema:
-    """The Delta schema of declared columns (with nullability)."""
-    return DeltaSchema([DeltaField(c.name, to_delta(c.dtype, column=c.name), nullable=c.nullable) for c in columns])
-
-
 def schema_from_delta(schema: DeltaSchema) -> Schema:
     """Loom columns of a Delta schema, in stored order."""
     return tuple(ColumnSchema(f.name, from_delta(f.type, column=f.name), f.nullable) for f in schema.fields)

@@ -1,5 +1,5 @@
-"""ClickHouse SQL rendering: quoted names, SELECTs of source specs, DDL of declared tables,
-and the SQL pushdown objects (:class:`ClickHouseRelation`, :class:`ClickHouseQuery`).
+"""ClickHouse SQL rendering: quoted names, literals, conditions, SELECTs of source specs and
+DDL of declared tables.
 
 Every identifier goes through :func:`qi` and every literal through
 :func:`loom_resources.predicates.sql_literal`, so names and values cannot inject SQL.
@@ -8,23 +8,16 @@ Every identifier goes through :func:`qi` and every literal through
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import Sequence
+from typing import Any
 
-import polars as pl
-
-from loom_resources.clickhouse_types import from_clickhouse, to_clickhouse
-from loom_resources.dtypes import ColumnSchema, Schema
+from loom_resources.clickhouse._types import to_clickhouse
+from loom_resources.dtypes import Schema
 from loom_resources.errors import SpecError
 from loom_resources.model import TableRef, TargetSpec, WriteMode
-from loom_resources.polars_types import polars_schema
 from loom_resources.predicates import Predicate, quote_identifier, sql_literal, to_sql
 
-if TYPE_CHECKING:
-    from loom_resources.clickhouse import ClickHouseResource
-
-__all__ = ["ClickHouseQuery", "ClickHouseRelation", "create_table_sql", "lit", "qi", "qt"]
+__all__ = ["create_table_sql", "lit", "qi", "qt", "render"]
 
 # Engines whose rows collapse at merge time: reads add FINAL so readers see merged rows.
 _COLLAPSING = ("Replacing", "Collapsing", "Summing", "Aggregating")
@@ -124,81 +117,6 @@ def create_table_sql(ref: TableRef, columns: Sequence[tuple[str, str]], engine_s
     return f"CREATE TABLE {qt(ref)} {columns_sql(columns)} {engine_sql}"
 
 
-def partition_predicate_sql(values: Sequence[Mapping[str, Any]]) -> str:
-    """SQL condition true for rows inside any of the given partitions (``false`` for none)."""
-    if not values:
-        return "false"
-    ors = [" AND ".join(f"{qi(k)} = {lit(v)}" for k, v in p.items()) for p in values]
-    return "(" + " OR ".join(f"({o})" for o in ors) + ")"
-
-
-# --- SQL pushdown -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ClickHouseRelation:
-    """A source table that lives in a ClickHouse store, passed to ``execute_sql`` in place of a
-    frame so the SQL can run inside ClickHouse. Create with :meth:`ClickHouseResource.relation`.
-
-    Attributes:
-        ref: The table.
-        store: The store's URL without credentials (pushdown needs every source in one store).
-        select: The SELECT that yields the source (projection, predicate and FINAL applied).
-    """
-
-    ref: TableRef
-    store: str
-    select: str
-
-
-@dataclass(frozen=True)
-class ClickHouseQuery:
-    """A SQL result that stays inside ClickHouse until written or read.
-
-    Returned by :meth:`ClickHouseResource.execute_sql` when every source lives in that
-    ClickHouse. Writing it with the same resource runs ``INSERT INTO ... SELECT`` inside
-    ClickHouse; :meth:`to_lazyframe` pulls it into Polars (spooled, bounded memory).
-    """
-
-    sql: str
-    resource: ClickHouseResource = field(repr=False)
-    sources: tuple[TableRef, ...] = ()
-
-    #: Where the SQL ran, reported in materialization metadata.
-    engine_name: ClassVar[str] = "clickhouse"
-
-    def ch_columns(self) -> list[tuple[str, str]]:
-        """``(name, clickhouse type)`` of the result, from ``DESCRIBE`` (no data is read)."""
-        return self.resource._describe_query(self.sql)
-
-    def loom_schema(self) -> Schema:
-        """The result's columns in the Loom table model."""
-        out = []
-        for name, ty in self.ch_columns():
-            dtype, nullable = from_clickhouse(ty)
-            out.append(ColumnSchema(name, dtype, nullable))
-        return tuple(out)
-
-    def collect_schema(self) -> pl.Schema:
-        """The result's Polars schema, without running the query."""
-        return polars_schema(self.loom_schema())
-
-    def to_lazyframe(self, *, streaming: bool = True) -> pl.LazyFrame:
-        """Run the query and return its rows as a LazyFrame (spooled to disk when streaming)."""
-        return self.resource._read_sql(self.sql, self.loom_schema(), self.ch_columns(), streaming=streaming)
-
-    def collect(self) -> pl.DataFrame:
-        """Run the query and return its rows."""
-        return self.to_lazyframe(streaming=False).collect()
-
-
-_LEADING_WITH = re.compile(r"^\s*WITH\s", re.IGNORECASE)
-
-
-def bind_aliases(relations: Mapping[str, ClickHouseRelation], query: str) -> str:
-    """Prefix ``query`` with one CTE per alias, so the aliases name the real tables."""
-    ctes = ", ".join(f"{qi(alias)} AS ({rel.select})" for alias, rel in relations.items())
-    m = _LEADING_WITH.match(query)
-    if m:
-        return f"WITH {ctes}, {query[m.end():]}"
-    return f"WITH {ctes} {query}"
+def render(pred: Predicate) -> str:
+    """A bound predicate as a ClickHouse condition (an empty OR is ``false``)."""
+    return to_sql(pred, "clickhouse")

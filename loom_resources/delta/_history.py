@@ -9,26 +9,22 @@ reopens versions closed at T), so it replaces them instead of stacking new versi
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import polars as pl
 
 from loom_resources.conform import check_unique_keys
-from loom_resources.delta_write import (
-    DeltaLocation,
-    WritePlan,
-    as_arrow,
-    build_plan,
-    commit,
-    effective_timestamp,
-    render,
-    storable_exprs,
-    with_retries,
-)
+from loom_resources.delta._batches import as_arrow, storable_exprs
+from loom_resources.delta._commit import render, with_retries
+from loom_resources.delta._location import DeltaLocation
+from loom_resources.delta._write import DeltaWrite, Outcome, prepare_write
 from loom_resources.errors import DataValidationError, LoomError, SchemaMismatchError
 from loom_resources.model import RunParams, TargetSpec, WriteContext
 from loom_resources.polars_types import to_expr
 from loom_resources.predicates import Compare, Or
+
+__all__ = ["write_history"]
 
 _OPS = ("upsert", "delete")
 
@@ -56,22 +52,24 @@ def write_history(
     loc: DeltaLocation,
     params: RunParams,
     write_ctx: WriteContext | None,
-) -> tuple[WritePlan, dict[str, Any]]:
+    *,
+    resource_audit: bool = False,
+) -> tuple[DeltaWrite, Outcome]:
     """Apply a snapshot or change log at the effective time in one commit."""
     h = spec.history
     assert h is not None
     # History compares the whole incoming state with the current versions, so it is eager.
     df = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
     upserts, deletes = _split_changelog(df, spec)
-    plan = build_plan(upserts, spec, loc, write_ctx)
-    up = plan.frame.collect() if isinstance(plan.frame, pl.LazyFrame) else plan.frame
+    w = prepare_write(upserts, spec, params, write_ctx, loc, requested_streaming=False, resource_audit=resource_audit)
+    spec = w.spec
+    up = w.frame.collect() if isinstance(w.frame, pl.LazyFrame) else w.frame
     keys = list(spec.merge_keys)
     check_unique_keys(pl.concat([up.select(keys), deletes]) if deletes is not None else up, spec)
-    for check in plan.checks:
-        check(up)
-    up = up.select(storable_exprs(tuple(c for c in plan.columns if c.name in up.columns)))
+    w.plan.validate(up)
+    up = up.select(storable_exprs(tuple(c for c in w.columns if c.name in up.columns)))
     if deletes is not None:
-        deletes = deletes.select(storable_exprs(tuple(c for c in plan.columns if c.name in keys)))
+        deletes = deletes.select(storable_exprs(tuple(c for c in w.columns if c.name in keys)))
     when = effective_timestamp(spec, params, write_ctx)
     ts = pl.lit(when, pl.Datetime("us"))
     vf, vt, cur, deleted = h.valid_from, h.valid_to, h.current_column, h.deleted_column
@@ -86,7 +84,7 @@ def write_history(
     def closed(rows: pl.DataFrame) -> pl.DataFrame:
         return rows.with_columns(ts.alias(vt), pl.lit(False).alias(cur))
 
-    if plan.table is None:
+    if w.table is None:
         out = opened(up)
         predicate = None
     else:
@@ -105,16 +103,16 @@ def write_history(
             pl.lit(True).alias(cur),
         )
         out = _apply(current, up, deletes, spec, opened, closed)
-        predicate = render(affected_pred, spec)
-    names = [c.name for c in plan.columns]
+        predicate = render(affected_pred, spec.ref)
+    names = [c.name for c in w.columns]
     out = out.select([pl.col(n) if n in out.columns else pl.lit(None).alias(n) for n in names])
 
     def attempt() -> None:
-        commit(plan, as_arrow(out, plan.schema), mode="overwrite" if predicate else "append", predicate=predicate,
-               schema_mode="merge" if plan.new_columns else None)
+        w.commit(as_arrow(out, w.schema), mode="overwrite" if predicate else "append", predicate=predicate,
+                 schema_mode="merge" if w.new_columns else None)
 
-    with_retries(plan, attempt)
-    return plan, {"rows": up.height + (deletes.height if deletes is not None else 0), "effective_at": when.isoformat()}
+    with_retries(spec.ref, w.loc, attempt)
+    return w, Outcome(rows=up.height + (deletes.height if deletes is not None else 0))
 
 
 def _apply(current: pl.DataFrame, up: pl.DataFrame, deletes: pl.DataFrame | None, spec: TargetSpec,
@@ -160,3 +158,19 @@ def _refresh(up: pl.DataFrame, same: pl.DataFrame, keys: list[str], valid_from: 
     rows = opened(up.join(same.select(keys), on=keys, how="semi"))
     return rows.drop(valid_from).join(same, on=keys, how="inner")
 
+
+def effective_timestamp(spec: TargetSpec, params: RunParams, write_ctx: WriteContext | None) -> dt.datetime:
+    """History: the effective time of the change as a naive UTC timestamp (microseconds)."""
+    assert spec.history is not None
+    value = params.bindings().get(spec.history.effective_param)
+    if value is None:
+        value = write_ctx.timestamp if write_ctx is not None else dt.datetime.now(dt.UTC)
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        value = dt.datetime(value.year, value.month, value.day)
+    if not isinstance(value, dt.datetime):
+        raise LoomError(f"table {spec.ref}: effective time {value!r} is not a date or datetime")
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.UTC).replace(tzinfo=None)
+    return value

@@ -1,0 +1,99 @@
+"""What the IO manager needs about an asset, carried on the asset definition itself.
+
+The factory encodes an :class:`AssetBinding` into the asset's definition metadata and an
+:class:`InputBinding` into each input's metadata, as ``dagster-deltalake`` keeps its table slice
+settings in the asset's metadata. The IO manager decodes them from its Output/InputContext, so
+no process-global state exists and two ``Definitions`` in one process cannot interfere.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import dagster as dg
+
+from loom_resources import codec
+from loom_resources.errors import SpecError
+from loom_resources.model import SourceSpec, TargetSpec
+
+__all__ = ["BINDING_METADATA", "INPUT_METADATA", "AssetBinding", "InputBinding", "asset_binding", "input_binding"]
+
+#: Definition-metadata key of an asset's :class:`AssetBinding` (JSON).
+BINDING_METADATA = "loom/binding"
+#: Definition-metadata key of an input's :class:`InputBinding` (JSON).
+INPUT_METADATA = "loom/input"
+
+
+@dataclass(frozen=True)
+class InputBinding:
+    """How one input of an asset is read.
+
+    Attributes:
+        source: Projection and predicate of the read (the table ref is the upstream's).
+        streaming: Read through the streaming reader.
+        relation: Hand the body a relation marker instead of a frame (SQL pushed down into
+            the store that holds every source).
+        consumer_partition_columns: Partition dimension -> column of the consuming table (binds
+            run parameters in the source predicate).
+    """
+
+    source: SourceSpec
+    streaming: bool = False
+    relation: bool = False
+    consumer_partition_columns: Mapping[str, str] = field(default_factory=dict)
+
+    def metadata(self) -> dict[str, Any]:
+        """The input's definition metadata."""
+        return {INPUT_METADATA: codec.dumps(self)}
+
+
+@dataclass(frozen=True)
+class AssetBinding:
+    """One declared table, as its asset's IO manager sees it.
+
+    Attributes:
+        target: The table's target spec.
+        partition_columns: Partition dimension -> column (``""`` for one dimension).
+    """
+
+    target: TargetSpec
+    partition_columns: Mapping[str, str] = field(default_factory=dict)
+
+    def metadata(self) -> dict[str, Any]:
+        """The asset's definition metadata."""
+        return {BINDING_METADATA: codec.dumps(self)}
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value if isinstance(value, str) else getattr(value, "value", getattr(value, "text", None))
+
+
+@functools.lru_cache(maxsize=512)
+def _decode(text: str) -> Any:
+    return codec.loads(text)
+
+
+def asset_binding(metadata: Mapping[str, Any] | None, key: dg.AssetKey) -> AssetBinding:
+    """The binding in an asset's definition metadata; an asset the factory did not build raises
+    :class:`SpecError` naming it."""
+    text = _text((metadata or {}).get(BINDING_METADATA))
+    if text is None:
+        raise SpecError(f"asset {key.to_user_string()} is not a declared Loom table (no {BINDING_METADATA} metadata)")
+    out = _decode(text)
+    assert isinstance(out, AssetBinding)
+    return out
+
+
+def input_binding(metadata: Mapping[str, Any] | None) -> InputBinding | None:
+    """The binding in an input's definition metadata, if the factory set one."""
+    text = _text((metadata or {}).get(INPUT_METADATA))
+    if text is None:
+        return None
+    out = _decode(text)
+    assert isinstance(out, InputBinding)
+    return out

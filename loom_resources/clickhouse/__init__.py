@@ -1,0 +1,189 @@
+"""The ClickHouse resource: discovery, reads, streaming reads, SQL pushdown and writes over
+clickhouse-connect, against the embedded engine (``chdb://``) or a server (``http(s)://``).
+
+The resource holds the contract methods; the package's modules do the work: ``_client``
+(connection, credentials, the embedded engine's lock), ``_types`` (type mapping), ``_sql``
+(rendering), ``_discovery``, ``_read`` (eager and spooled reads), ``_pushdown`` (SQL that runs
+inside ClickHouse), ``_stage`` and ``_write`` (executing a :class:`~loom_resources.plan.WritePlan`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import polars as pl
+
+from loom_resources.capabilities import Capabilities
+from loom_resources.clickhouse._client import ClickHouseConnection
+from loom_resources.clickhouse._discovery import ch_columns, stored_schema, table_engine
+from loom_resources.clickhouse._pushdown import ClickHouseQuery, ClickHouseRelation, execute_sql, runs_inside
+from loom_resources.clickhouse._read import read_sql, source_sql
+from loom_resources.clickhouse._sql import qi, qt
+from loom_resources.clickhouse._types import storable, to_clickhouse
+from loom_resources.dtypes import ColumnSchema, Schema
+from loom_resources.errors import SchemaMismatchError, TableNotFoundError
+from loom_resources.model import RunParams, SourceSpec, TableRef, TargetSpec, WriteContext, WriteMode, WriteResult
+
+__all__ = ["ClickHouseQuery", "ClickHouseRelation", "ClickHouseResource"]
+
+
+class ClickHouseResource(ClickHouseConnection):
+    """Loom tables in ClickHouse: implements TableDiscovery, SourceReader,
+    StreamingSourceReader, SQLExecutor and TargetWriter.
+
+    Example::
+
+        from dagster import Definitions, EnvVar
+        defs = Definitions(
+            assets=[...],
+            resources={"clickhouse": ClickHouseResource(url="http://loom@ch.internal:8123/default",
+                                                        password_env="CLICKHOUSE_PASSWORD")},
+        )
+    """
+
+    #: Append, overwrite, replace_partitions and merge (ReplacingMergeTree); SQL runs inside ClickHouse.
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        write_modes=frozenset({WriteMode.APPEND, WriteMode.OVERWRITE, WriteMode.REPLACE_PARTITIONS, WriteMode.MERGE}),
+        sql_dialect="clickhouse",
+        reserved_schemas=frozenset({"system", "INFORMATION_SCHEMA", "information_schema"}),
+    )
+
+    # -- discovery -------------------------------------------------------------------------
+
+    def ch_columns(self, ref: TableRef) -> list[tuple[str, str]]:
+        """``(name, clickhouse type)`` of the table's columns in order; empty when it is missing."""
+        return ch_columns(self, ref)
+
+    def table_engine(self, ref: TableRef) -> str | None:
+        """The table's ``engine_full`` text, or ``None`` when the table is missing."""
+        return table_engine(self, ref)
+
+    def expected_schema(self, spec: TargetSpec) -> Schema:
+        """The schema this backend reports for a table written from ``spec`` (its storable types).
+
+        Raises:
+            UnsupportedTypeError: naming the column when ClickHouse cannot store its type.
+        """
+        return tuple(ColumnSchema(c.name, storable(c.dtype), c.nullable) for c in spec.stored_columns())
+
+    def exists(self, ref: TableRef) -> bool:
+        """Whether the table exists."""
+        return self.table_engine(ref) is not None
+
+    def columns(self, ref: TableRef) -> tuple[str, ...]:
+        """The table's column names in stored order; ``()`` when the table is unknown."""
+        return tuple(n for n, _ in self.ch_columns(ref))
+
+    def schema(self, ref: TableRef) -> Schema | None:  # type: ignore[override]
+        """The table's stored schema in the Loom table model; ``None`` when it is missing."""
+        return stored_schema(self, ref)
+
+    def update_schema(self, ref: TableRef, schema: Schema) -> None:
+        """Add missing nullable columns of ``schema``; fail on a type change or a missing
+        not-null column (ClickHouse would rewrite the table to apply either)."""
+        stored = self.schema(ref)
+        if stored is None:
+            raise TableNotFoundError(str(ref), f"ClickHouse at {self.store()}")
+        have = {c.name: c for c in stored}
+        problems, adds = [], []
+        for c in schema:
+            s = have.get(c.name)
+            if s is None:
+                if c.nullable:
+                    adds.append(c)
+                else:
+                    problems.append(f"column {c.name!r} is missing and not nullable; it cannot be added")
+            elif storable(c.dtype) != s.dtype:
+                problems.append(f"column {c.name!r} is stored as {s.dtype}, cannot change it to {c.dtype}")
+        if problems:
+            raise SchemaMismatchError(str(ref), problems)
+        for c in adds:
+            self.command(
+                f"ALTER TABLE {qt(ref)} ADD COLUMN IF NOT EXISTS {qi(c.name)} {to_clickhouse(c)}",
+                what=f"add column {c.name!r} to {ref}",
+            )
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def relation(self, spec: SourceSpec | TableRef | str, params: RunParams | None = None) -> ClickHouseRelation:
+        """A marker for a source in this store, to pass to :meth:`execute_sql` for pushdown."""
+        if not isinstance(spec, SourceSpec):
+            spec = SourceSpec(TableRef.parse(spec))
+        sql, _ = source_sql(self, spec, params or RunParams())
+        return ClickHouseRelation(spec.ref, self.store(), sql)
+
+    def read(self, spec: SourceSpec, params: RunParams, /) -> pl.LazyFrame:
+        """The source's projection and predicate, queried in ClickHouse (collapsing engines read
+        with FINAL). The rows are fetched now, as Arrow; use :meth:`read_streaming` for large sources."""
+        sql, schema = source_sql(self, spec, params)
+        return read_sql(self, sql, schema, streaming=False)
+
+    def read_streaming(self, spec: SourceSpec, params: RunParams, /) -> pl.LazyFrame:
+        """The source spooled batch by batch to compressed Arrow IPC files and scanned lazily.
+
+        Peak memory is about one batch. The spool files are deleted when the step ends
+        (:meth:`close`), on success and on failure. An empty result gives an empty frame with
+        the table's schema.
+        """
+        sql, schema = source_sql(self, spec, params)
+        return read_sql(self, sql, schema, streaming=True)
+
+    # -- SQL -------------------------------------------------------------------------------
+
+    def sql_engine(self, frames: Mapping[str, Any]) -> str:
+        """Where :meth:`execute_sql` runs a query over these frames: ``clickhouse`` when every
+        source is a :class:`ClickHouseRelation` of this store, otherwise ``polars``."""
+        return "clickhouse" if runs_inside(frames, self.store()) else "polars"
+
+    def execute_sql(self, frames: Mapping[str, Any], query: str, /) -> ClickHouseQuery | pl.LazyFrame:
+        """Run ``query`` over named sources.
+
+        When every source is a :class:`ClickHouseRelation` of this store, returns a lazy
+        :class:`ClickHouseQuery` (nothing is pulled into Python). Otherwise relations are read
+        through the spool and the query runs in the Polars SQL executor.
+        """
+        return execute_sql(self, frames, query)
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def write(
+        self,
+        frame: Any,
+        spec: TargetSpec,
+        params: RunParams,
+        /,
+        *,
+        streaming: bool = False,
+        write_ctx: WriteContext | None = None,
+    ) -> WriteResult:
+        """Write ``frame`` (LazyFrame, DataFrame or :class:`ClickHouseQuery`) to the target.
+
+        Modes: ``append`` (batched inserts with deduplication tokens), ``overwrite`` (staging
+        table, then EXCHANGE TABLES), ``replace_partitions`` (staging table, then REPLACE
+        PARTITION per partition), ``merge`` (ReplacingMergeTree on the merge keys, read with
+        FINAL). Bad input raises before the target changes.
+        """
+        from loom_resources.clickhouse._write import write_frame
+
+        if spec.backend.value != "clickhouse":
+            raise ValueError(f"table {spec.ref} is declared for backend {spec.backend.value!r}, not clickhouse")
+        self.capabilities.check(spec, "clickhouse")
+        return write_frame(self, frame, spec, params, streaming=streaming, write_ctx=write_ctx,
+                           resource_audit=self.audit_columns, batch_rows=self.insert_batch_rows)
+
+    # -- maintenance -----------------------------------------------------------------------
+
+    def optimize_final(self, ref: TableRef) -> None:
+        """Merge all parts of ``ref`` (collapses replaced rows of merge tables); for maintenance jobs."""
+        self.command(f"OPTIMIZE TABLE {qt(ref)} FINAL", what=f"optimize {ref}")
+
+    def maintain(self, ref: TableRef, spec: TargetSpec | None = None) -> str:
+        """Routine maintenance of one table: ``OPTIMIZE ... FINAL`` for merge tables (collapses
+        replaced rows); returns a one-line summary for the maintenance job's log."""
+        if spec is None or spec.mode is not WriteMode.MERGE:
+            return f"skip {ref}: nothing to maintain"
+        if not self.exists(ref):
+            return f"skip {ref}: not materialized yet"
+        self.optimize_final(ref)
+        return f"OPTIMIZE TABLE {ref} FINAL done"

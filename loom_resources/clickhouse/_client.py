@@ -1,0 +1,268 @@
+"""The ClickHouse connection: URL resolution, credentials, the embedded engine's lock, and
+scrubbed errors. Every other module of the package talks to ClickHouse through
+:class:`ClickHouseConnection`.
+
+The embedded engine holds one data path per process, and one process per path. So the
+connection opens lazily (loading the code location opens nothing), closes when a Dagster step
+ends, and turns "path already held" into a :class:`BackendUnavailableError` that says what to do.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import pyarrow as pa
+from dagster import ConfigurableResource, InitResourceContext
+from pydantic import Field as PydanticField
+from pydantic import PrivateAttr
+
+from loom_resources.clickhouse._spool import forget_spool
+from loom_resources.clickhouse._sql import qt
+from loom_resources.errors import BackendUnavailableError, LoomError
+from loom_resources.model import TableRef
+
+__all__ = ["ClickHouseConnection"]
+
+_EMBEDDED_HELP = (
+    "The embedded ClickHouse engine (chdb) opens one data path per process, and a path can be open "
+    "in only one process at a time. Run assets that use it with the in_process_executor and one run "
+    "at a time (the Loom code location does this for chdb:// URLs), close other programs using the "
+    "path, or point LOOM_CLICKHOUSE_URL at a ClickHouse server (http(s)://user@host:port/db)."
+)
+
+
+
+class ClickHouseConnection(ConfigurableResource):
+    """Configuration and connection of a ClickHouse store (base of ``ClickHouseResource``)."""
+
+    url: str = PydanticField(
+        default="",
+        description="chdb:///abs/path (embedded engine) or http(s)://user@host:port/db; empty means "
+        "$LOOM_CLICKHOUSE_URL, else chdb://$LOOM_HOME/clickhouse.",
+    )
+    password_env: str | None = PydanticField(
+        default=None, description="Name of the environment variable holding the server password."
+    )
+    connect_timeout_s: float = PydanticField(default=10.0, description="Seconds to wait for a server connection.")
+    send_receive_timeout_s: float = PydanticField(default=300.0, description="Seconds to wait for a query response.")
+    embedded_wait_s: float = PydanticField(
+        default=30.0,
+        description="chdb:// only: seconds to wait while another process holds the engine path (each step "
+        "releases it when it ends), before failing with BackendUnavailableError.",
+    )
+    insert_batch_rows: int = PydanticField(default=500_000, description="Rows per insert_arrow batch.")
+    spool_dir: str | None = PydanticField(
+        default=None, description="Directory for streaming-read spool files (default: the system temp directory)."
+    )
+    audit_columns: bool = PydanticField(
+        default=False, description="Add _loom_* audit columns to every table this resource writes."
+    )
+
+    _client: Any = PrivateAttr(default=None)
+    _spools: list[str] = PrivateAttr(default_factory=list)
+    _secrets: list[str] = PrivateAttr(default_factory=list)
+
+    # -- connection ----------------------------------------------------------------------
+
+    def resolved_url(self) -> str:
+        """The URL in use (resolved from the environment when ``url`` is empty)."""
+        url = self.url or os.environ.get("LOOM_CLICKHOUSE_URL", "")
+        if not url:
+            home = Path(os.environ.get("LOOM_HOME", ".loom")).absolute()
+            url = f"chdb://{home / 'clickhouse'}"
+        if url.startswith("chdb://") and not url.startswith("chdb:///"):
+            url = f"chdb://{Path(url[len('chdb://'):]).absolute()}"
+        return url
+
+    def is_embedded(self) -> bool:
+        """Whether the URL selects the embedded engine (one process per path, one path per process)."""
+        return self.resolved_url().startswith("chdb:")
+
+    def single_process(self) -> bool:
+        """Whether only one process at a time may use this store (the embedded engine)."""
+        return self.is_embedded()
+
+    def store(self) -> str:
+        """The store's URL without credentials, for metadata and relation markers."""
+        p = urlparse(self.resolved_url())
+        if p.scheme == "chdb":
+            return f"chdb://{p.path}"
+        host = p.hostname or "localhost"
+        port = f":{p.port}" if p.port else ""
+        user = f"{p.username}@" if p.username else ""
+        return f"{p.scheme}://{user}{host}{port}{p.path}"
+
+    def _password(self, parsed_password: str | None) -> str:
+        if self.password_env:
+            pw = os.environ.get(self.password_env)
+            if pw is None:
+                raise BackendUnavailableError(
+                    f"ClickHouse password variable {self.password_env!r} is not set in the environment"
+                )
+            return pw
+        return parsed_password or ""
+
+    def scrub(self, text: str) -> str:
+        """Replace every known secret in ``text`` with ``***``."""
+        for s in self._secrets:
+            if s:
+                text = text.replace(s, "***")
+        return text
+
+    def client(self) -> Any:
+        """The clickhouse-connect client, opened on first use."""
+        if self._client is not None:
+            return self._client
+        import clickhouse_connect
+
+        url = self.resolved_url()
+        p = urlparse(url)
+        err: LoomError | None = None
+        try:
+            if p.scheme == "chdb":
+                Path(p.path).mkdir(parents=True, exist_ok=True)
+                self._client = self._open_embedded(clickhouse_connect, p.path)
+            elif p.scheme in ("http", "https"):
+                password = self._password(p.password)
+                user = p.username or "default"
+                self._secrets = [x for x in {password, p.password or ""} if x]
+                self._secrets += [base64.b64encode(f"{user}:{x}".encode()).decode() for x in self._secrets]
+                self._client = clickhouse_connect.get_client(
+                    interface=p.scheme,
+                    host=p.hostname or "localhost",
+                    port=p.port,
+                    username=user,
+                    password=password,
+                    database=(p.path.strip("/") or None),
+                    connect_timeout=self.connect_timeout_s,
+                    send_receive_timeout=self.send_receive_timeout_s,
+                    query_retries=0,
+                    autogenerate_session_id=False,
+                )
+            else:
+                err = BackendUnavailableError(
+                    f"unsupported ClickHouse URL scheme {p.scheme!r} in {self.store()}: use chdb:// or http(s)://"
+                )
+        except LoomError as exc:
+            err = exc
+        except Exception as exc:
+            err = self._unavailable(exc)
+        if err is not None:
+            # raised outside the handler so the client's error (which may echo credentials) is not chained
+            raise err
+        return self._client
+
+    def _open_embedded(self, clickhouse_connect: Any, path: str) -> Any:
+        """Open the embedded engine, waiting up to ``embedded_wait_s`` while another process holds the path."""
+        deadline = time.monotonic() + self.embedded_wait_s
+        while True:
+            try:
+                return clickhouse_connect.get_client(dsn=f"chdb://{path}")
+            except Exception:
+                if time.monotonic() >= deadline or not _held_elsewhere(f"chdb://{path}"):
+                    raise
+            time.sleep(0.25)
+
+    def _unavailable(self, exc: BaseException) -> BackendUnavailableError:
+        msg = self.scrub(str(exc))
+        where = self.store()
+        if "EmbeddedServer already initialized" in msg:
+            return BackendUnavailableError(
+                f"cannot open embedded ClickHouse at {where}: this process already holds another chdb path. "
+                f"{_EMBEDDED_HELP} (engine said: {msg})"
+            )
+        if "Cannot lock file" in msg or "Another server instance" in msg or _held_elsewhere(self.resolved_url()):
+            return BackendUnavailableError(
+                f"cannot open embedded ClickHouse at {where}: another process holds this path "
+                f"(waited {self.embedded_wait_s:g} s). "
+                f"{_EMBEDDED_HELP} (engine said: {msg})"
+            )
+        if "Code: 516" in msg or "AUTHENTICATION_FAILED" in msg or "Authentication failed" in msg:
+            return BackendUnavailableError(
+                f"ClickHouse at {where} rejected the credentials (authentication failed); "
+                f"check the user and the password in ${self.password_env or 'the URL'}"
+            )
+        if "Error initializing EmbeddedServer" in msg:
+            return BackendUnavailableError(f"cannot open embedded ClickHouse at {where}. {_EMBEDDED_HELP} (engine said: {msg})")
+        return BackendUnavailableError(f"cannot connect to ClickHouse at {where}: {msg}")
+
+    def close(self) -> None:
+        """Close the client (releasing an embedded path) and delete this resource's spool files."""
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                client.close()
+            except Exception:  # noqa: S110 - closing a broken client must not mask the step's error
+                pass
+        for d in self._spools:
+            shutil.rmtree(d, ignore_errors=True)
+            forget_spool(d)
+        self._spools.clear()
+
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
+        """Dagster calls this when the step ends, on success and on failure."""
+        self.close()
+
+    # -- low-level calls with scrubbed errors --------------------------------------------
+
+    def failure(self, exc: BaseException, what: str) -> LoomError:
+        """``exc`` as a LoomError with secrets scrubbed (unreachable stores as BackendUnavailableError)."""
+        if isinstance(exc, LoomError):
+            return exc
+        name = type(exc).__name__
+        if name in ("OperationalError",) or isinstance(exc, (ConnectionError, TimeoutError)):
+            return self._unavailable(exc)
+        return LoomError(f"ClickHouse failed to {what}: {self.scrub(str(exc))}")
+
+    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            err = self.failure(exc, what)
+        # raised outside the handler so the client's error (which may echo credentials) is not chained
+        raise err
+
+    def command(self, sql: str, *, what: str = "run a command", settings: Mapping[str, Any] | None = None) -> Any:
+        """Run one statement; errors come back as :class:`LoomError` with secrets scrubbed."""
+        return self._call(what, self.client().command, sql, settings=dict(settings or {}))
+
+    def query_rows(self, sql: str, *, what: str = "run a query") -> list[tuple[Any, ...]]:
+        """Run a small query and return its rows."""
+        return list(self._call(what, self.client().query, sql).result_rows)
+
+    def insert_arrow(self, ref: TableRef, table: pa.Table, *, settings: Mapping[str, Any] | None = None) -> None:
+        """Insert one Arrow table (one batch) into ``ref``."""
+        self._call(f"insert into {ref}", self.client().insert_arrow, qt(ref), table, settings=dict(settings or {}))
+
+    def track_spool(self, directory: str) -> None:
+        """Delete ``directory`` when this connection closes (the step ends)."""
+        self._spools.append(directory)
+
+    def uri(self, ref: TableRef) -> str:
+        """Where a table lives, without credentials."""
+        return f"{self.store().rstrip('/')}/{ref.schema}.{ref.table}"
+
+
+def _held_elsewhere(url: str) -> bool:
+    """Whether another process holds the embedded engine's lock on this path."""
+    if not url.startswith("chdb:"):
+        return False
+    status = Path(urlparse(url).path) / "status"
+    if not status.exists():
+        return False
+    import fcntl
+
+    try:
+        with open(status, "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fh, fcntl.LOCK_UN)
+    except OSError:
+        return True
+    return False

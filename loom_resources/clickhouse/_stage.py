@@ -1,0 +1,212 @@
+"""A ClickHouse write's table work: DDL of the target and the staging table, batched inserts
+with deduplication tokens, and publishing the staged rows by the write mode."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+
+import polars as pl
+import pyarrow as pa
+
+from loom_resources.clickhouse._client import ClickHouseConnection
+from loom_resources.clickhouse._discovery import ch_columns, stored_schema, table_engine
+from loom_resources.clickhouse._sql import ch_columns as ddl_columns
+from loom_resources.clickhouse._sql import create_table_sql, engine_clause, lit, qi, qt, render
+from loom_resources.clickhouse._types import from_clickhouse, to_clickhouse
+from loom_resources.dtypes import ColumnSchema, List, Schema, Struct
+from loom_resources.errors import DataValidationError, SpecError
+from loom_resources.model import SchemaMode, TableRef, TargetSpec, WriteMode, WriteResult
+from loom_resources.partitions import PartitionValues, partition_predicate
+from loom_resources.plan import WritePlan
+
+__all__ = ["Stage"]
+
+
+class Stage:
+    """One write plan bound to a ClickHouse table: the stored table and the staging table."""
+
+    def __init__(self, conn: ClickHouseConnection, spec: TargetSpec) -> None:
+        self.res, self.spec = conn, spec
+        self.ref = spec.ref
+        self.table = str(spec.ref)
+        self.engine = table_engine(conn, spec.ref)
+        self.stored_ch = ch_columns(conn, spec.ref) if self.engine is not None else []
+        self.plan: WritePlan | None = None
+        self.stored: Schema | None = (
+            tuple(ColumnSchema(n, *from_clickhouse(t)) for n, t in self.stored_ch) if self.engine is not None else None
+        )
+        self.staging: TableRef | None = None
+        if self.engine is not None and spec.mode is WriteMode.MERGE and "Replacing" not in self.engine:
+            raise SpecError(
+                f"table {self.table} exists with engine {self.engine.split(' ')[0]}; merge needs a ReplacingMergeTree "
+                "table (declare the engine, or recreate the table with an overwrite)"
+            )
+
+    # -- DDL ------------------------------------------------------------------------------
+
+    def target_columns(self, new_cols: Schema) -> list[tuple[str, str]]:
+        """Column DDL of the table after this write."""
+        if self.engine is None or self.spec.schema_mode is SchemaMode.OVERWRITE:
+            declared = list(self.spec.stored_columns())
+            names = {c.name for c in declared}
+            return ddl_columns(tuple(declared) + tuple(c for c in new_cols if c.name not in names))
+        have = {n for n, _ in self.stored_ch}
+        return list(self.stored_ch) + [(c.name, to_clickhouse(c)) for c in new_cols if c.name not in have]
+
+    def engine_sql(self) -> str:
+        if self.engine is None or self.spec.schema_mode is SchemaMode.OVERWRITE:
+            return engine_clause(self.spec)
+        return f"ENGINE = {self.engine}"
+
+    def ensure_database(self) -> None:
+        self.res.command(f"CREATE DATABASE IF NOT EXISTS {qi(self.ref.schema)}", what=f"create database {self.ref.schema}")
+
+    def create_target(self, cols: list[tuple[str, str]]) -> None:
+        """Create the target if missing (an empty table is the state before any write)."""
+        if self.engine is None:
+            self.res.command(
+                create_table_sql(self.ref, cols, engine_clause(self.spec)).replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS", 1),
+                what=f"create table {self.table}",
+            )
+            self.engine = table_engine(self.res, self.ref) or ""
+            self.stored_ch = ch_columns(self.res, self.ref)
+
+    def add_columns(self, new_cols: Schema) -> None:
+        if not new_cols:
+            return
+        have = {n for n, _ in ch_columns(self.res, self.ref)}
+        for c in new_cols:
+            if c.name not in have:
+                self.res.command(
+                    f"ALTER TABLE {qt(self.ref)} ADD COLUMN IF NOT EXISTS {qi(c.name)} {to_clickhouse(c)}",
+                    what=f"add column {c.name!r} to {self.table}",
+                )
+
+    def create_staging(self, cols: list[tuple[str, str]]) -> TableRef:
+        name = f"_loom_stage_{self.ref.table[:40]}_{uuid.uuid4().hex[:10]}"
+        self.staging = TableRef(self.ref.schema, name)
+        self.res.command(create_table_sql(self.staging, cols, self.engine_sql()), what=f"create staging table for {self.table}")
+        return self.staging
+
+    def drop_staging(self) -> None:
+        if self.staging is not None:
+            try:
+                self.res.command(f"DROP TABLE IF EXISTS {qt(self.staging)} SYNC", what="drop staging table")
+            finally:
+                self.staging = None
+
+    # -- validation -------------------------------------------------------------------------
+
+    def nested_null_check(self, columns: Schema) -> Callable[[pl.DataFrame], None] | None:
+        """A validator refusing NULL lists/structs: ClickHouse cannot wrap Array/Tuple in Nullable,
+        so it would store empties instead (``None``: no such column)."""
+        nested = [c.name for c in columns if isinstance(c.dtype, (List, Struct))]
+        if not nested:
+            return None
+
+        def check(df: pl.DataFrame) -> None:
+            present = [n for n in nested if n in df.columns]
+            if not present or not df.height:
+                return
+            counts = df.select(pl.col(present).null_count()).row(0)
+            for name, n in zip(present, counts, strict=True):
+                if n:
+                    raise DataValidationError(
+                        self.table, name, f"{n} NULL list/struct value(s); ClickHouse stores Array/Tuple columns non-nullable"
+                    )
+
+        return check
+
+    # -- inserting --------------------------------------------------------------------------
+
+    def token(self, part: str) -> str:
+        app_id = self.plan.app_id if self.plan is not None else None
+        if app_id is None:
+            # a random token disables content-hash deduplication of identical, separate appends
+            return f"loom-{uuid.uuid4().hex}-{part}"
+        return f"{app_id}-{part}"
+
+    def insert_batches(self, into: TableRef, batches: Iterator[pa.Table], *, dedup: bool) -> int:
+        rows = 0
+        for i, batch in enumerate(batches):
+            if batch.num_rows == 0:
+                continue
+            settings = {"insert_deduplication_token": self.token(str(i))} if dedup else {}
+            self.res.insert_arrow(into, batch, settings=settings)
+            rows += batch.num_rows
+        return rows
+
+    def publish_from_staging(self, new_cols: Schema, values: PartitionValues) -> PartitionValues:
+        """Move the staging table's rows into the target according to the mode."""
+        assert self.staging is not None
+        mode = self.spec.mode
+        if table_engine(self.res, self.ref) is None and mode in (WriteMode.APPEND, WriteMode.MERGE):
+            # an empty target first, so the INSERT below records its deduplication token for retries
+            self.res.command(f"CREATE TABLE IF NOT EXISTS {qt(self.ref)} AS {qt(self.staging)}", what=f"create table {self.table}")
+        if table_engine(self.res, self.ref) is None:
+            # no table yet: the staging table becomes it
+            parts = self.staged_partitions() if mode is WriteMode.REPLACE_PARTITIONS else ()
+            self.res.command(f"RENAME TABLE {qt(self.staging)} TO {qt(self.ref)}", what=f"publish {self.table}")
+            self.staging = None
+            return parts
+        if mode is WriteMode.OVERWRITE:
+            self.res.command(f"EXCHANGE TABLES {qt(self.staging)} AND {qt(self.ref)}", what=f"swap in {self.table}")
+            return ()
+        self.add_columns(new_cols)
+        if mode in (WriteMode.APPEND, WriteMode.MERGE):
+            cols = ", ".join(qi(n) for n, _ in ch_columns(self.res, self.staging))
+            self.res.command(
+                f"INSERT INTO {qt(self.ref)} ({cols}) SELECT {cols} FROM {qt(self.staging)}",
+                what=f"insert into {self.table}",
+                settings={"insert_deduplication_token": self.token("staged")},
+            )
+            return ()
+        return self.replace_partitions(values)
+
+    def replace_partitions(self, values: PartitionValues) -> PartitionValues:
+        assert self.staging is not None
+        st, tg = qt(self.staging), qt(self.ref)
+        staged = [str(r[0]) for r in self.res.query_rows(f"SELECT DISTINCT _partition_id FROM {st}", what="list staged partitions")]
+        run_filter = render(partition_predicate(values)) if values else None
+        if staged:
+            # a PARTITION BY coarser than the run's partitions would replace rows the run does not own
+            outside = f"NOT {run_filter}" if run_filter else "false"
+            ids = ", ".join(lit(p) for p in staged)
+            foreign = self.res.query_rows(
+                f"SELECT count() FROM {tg} WHERE _partition_id IN ({ids}) AND {outside}", what="check partitions"
+            )[0][0]
+            if foreign:
+                raise DataValidationError(
+                    self.table, ",".join(self.spec.partition_by),
+                    f"the table's PARTITION BY is coarser than the run's partitions: replacing would remove {foreign} "
+                    "row(s) of other partitions",
+                )
+        for pid in staged:
+            self.res.command(
+                f"ALTER TABLE {tg} REPLACE PARTITION ID {lit(pid)} FROM {st}", what=f"replace partition {pid} of {self.table}"
+            )
+        if run_filter:
+            emptied = self.res.query_rows(
+                f"SELECT DISTINCT _partition_id FROM {tg} WHERE {run_filter}", what="list emptied partitions"
+            )
+            for (pid,) in emptied:
+                if str(pid) not in staged:
+                    self.res.command(f"ALTER TABLE {tg} DROP PARTITION ID {lit(str(pid))}", what=f"drop partition {pid}")
+        return self.staged_partitions() or values
+
+    def staged_partitions(self) -> PartitionValues:
+        assert self.staging is not None
+        parts = self.res.query_rows(
+            f"SELECT DISTINCT {', '.join(qi(c) for c in self.spec.partition_by)} FROM {qt(self.staging)}",
+            what="list partitions",
+        )
+        return tuple(dict(zip(self.spec.partition_by, r, strict=True)) for r in parts)
+
+    def result(self, rows: int, streaming: bool, partitions: PartitionValues, *, sql_engine: str | None = None) -> WriteResult:
+        """The typed result, with the stored schema read back."""
+        schema = stored_schema(self.res, self.ref) or ()
+        return WriteResult(
+            table=self.ref, uri=self.res.uri(self.ref), rows_written=rows, mode=self.spec.mode, streaming=streaming,
+            version=None, schema=schema, partitions=tuple(partitions), sql_engine=sql_engine,
+        )

@@ -1,0 +1,185 @@
+"""How the ClickHouse resource executes a write plan.
+
+- ``append`` / ``merge``, eager: validate the whole frame, then insert it into the table in
+  ``insert_batch_rows`` batches, each with a deduplication token derived from the write
+  context, so a retried step does not duplicate rows. ``merge`` tables are ReplacingMergeTree
+  on the merge keys and are read with FINAL, so a newer row replaces the older one.
+- ``append`` / ``merge``, streaming or from a pushed-down query: load a staging table batch by
+  batch (each batch validated first), then one ``INSERT INTO target SELECT`` with a token, so a
+  failure mid-stream leaves the target unchanged.
+- ``overwrite``: load a staging table, then ``EXCHANGE TABLES`` (atomic for readers).
+- ``replace_partitions``: load a staging table with the target's structure, then ``ALTER TABLE
+  ... REPLACE PARTITION ID ... FROM staging`` per partition (atomic per partition); a run
+  partition without rows is dropped. No DELETE mutations.
+
+The staging table is always dropped, on success and on failure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+
+from loom_resources.clickhouse._client import ClickHouseConnection
+from loom_resources.clickhouse._pushdown import ClickHouseQuery
+from loom_resources.clickhouse._sql import lit, qi, qt, render
+from loom_resources.clickhouse._stage import Stage
+from loom_resources.clickhouse._types import storable
+from loom_resources.conform import conform, with_audit_columns
+from loom_resources.errors import DataValidationError, LoomError
+from loom_resources.model import RunParams, TargetSpec, WriteContext, WriteMode, WriteResult
+from loom_resources.partitions import partition_predicate
+from loom_resources.plan import plan_write, to_frame
+from loom_resources.polars_types import empty_frame
+
+__all__ = ["write_frame"]
+
+
+def _arrow_batches(df: pl.DataFrame, batch_rows: int) -> Iterator[pa.Table]:
+    """Arrow slices of ``df``; the next slice converts on a worker thread while one is inserted."""
+    if df.height <= batch_rows:
+        yield df.to_arrow()
+        return
+    convert = lambda off: df.slice(off, batch_rows).to_arrow()  # noqa: E731
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = None
+        for off in range(0, df.height, batch_rows):
+            following = pool.submit(convert, off)
+            if pending is not None:
+                yield pending.result()
+            pending = following
+        if pending is not None:
+            yield pending.result()
+
+
+def write_frame(
+    conn: ClickHouseConnection,
+    frame: Any,
+    spec: TargetSpec,
+    params: RunParams,
+    *,
+    streaming: bool,
+    write_ctx: WriteContext | None,
+    resource_audit: bool,
+    batch_rows: int,
+) -> WriteResult:
+    """Write ``frame`` to ``spec`` (see the module docstring for each mode)."""
+    w = Stage(conn, spec)
+    if isinstance(frame, ClickHouseQuery) and frame.conn.store() == conn.store():
+        return _write_query(w, frame, params, write_ctx, resource_audit)
+    frame = to_frame(frame)  # a query of another store is pulled through Polars
+    types = {c.name: c.dtype for c in (w.stored or ())} | {c.name: storable(c.dtype) for c in spec.stored_columns()}
+    plan = plan_write(frame, spec, params, write_ctx, requested_streaming=streaming, resource_audit=resource_audit,
+                      column_types=types)
+    w.spec, spec = plan.spec, plan.spec
+    frame = with_audit_columns(frame, spec, write_ctx)
+    conformed = conform(frame, spec, w.stored, storable=storable)
+    target_cols = w.target_columns(conformed.new_columns)  # raises UnsupportedTypeError naming the column
+    plan = plan.with_checks(w.nested_null_check(conformed.columns))
+    w.plan = plan
+    values = plan.run_partitions
+    batch_rows = max(1, batch_rows)
+
+    if not plan.streaming:
+        # eager path: the whole frame is validated before the table is touched
+        df = conformed.frame.collect() if isinstance(conformed.frame, pl.LazyFrame) else conformed.frame
+        plan.validate(df)
+        w.ensure_database()
+        if spec.mode in (WriteMode.APPEND, WriteMode.MERGE):
+            w.create_target(target_cols)
+            w.add_columns(conformed.new_columns)
+            rows = w.insert_batches(spec.ref, _arrow_batches(df, batch_rows), dedup=True)
+            return w.result(rows, False, ())
+        batches: Iterator[pl.DataFrame] = iter([df])
+    else:
+        w.ensure_database()
+        batches = iter(conformed.frame.lazy().collect_batches(chunk_size=batch_rows, engine="streaming"))
+
+    try:
+        w.create_staging(target_cols)
+        assert w.staging is not None
+        rows = 0
+        for df in batches:
+            if plan.streaming:
+                plan.validate(df)
+            rows += w.insert_batches(w.staging, _arrow_batches(df, batch_rows), dedup=False)
+        if plan.streaming and spec.mode is WriteMode.MERGE:
+            _check_staged_keys(w)
+        partitions = w.publish_from_staging(conformed.new_columns, values)
+    finally:
+        w.drop_staging()
+    return w.result(rows, plan.streaming, partitions)
+
+
+def _check_staged_keys(w: Stage) -> None:
+    assert w.staging is not None
+    keys = ", ".join(qi(k) for k in w.spec.merge_keys)
+    dupes = w.res.query_rows(
+        f"SELECT {keys}, count() AS n FROM {qt(w.staging)} GROUP BY {keys} HAVING n > 1 LIMIT 3", what="check merge keys"
+    )
+    if dupes:
+        raise DataValidationError(w.table, ",".join(w.spec.merge_keys), f"duplicate merge key(s) in the frame, e.g. {dupes}")
+
+
+def _write_query(
+    w: Stage, query: ClickHouseQuery, params: RunParams, ctx: WriteContext | None, resource_audit: bool
+) -> WriteResult:
+    """Write a pushed-down query with INSERT ... SELECT inside ClickHouse, through staging."""
+    probe = empty_frame(query.loom_schema())
+    types = {c.name: c.dtype for c in (w.stored or ())} | {c.name: storable(c.dtype) for c in w.spec.stored_columns()}
+    plan = plan_write(query, w.spec, params, ctx, requested_streaming=True, resource_audit=resource_audit,
+                      column_types=types)
+    w.spec = spec = plan.spec
+    w.plan = plan
+    if spec.audit_columns:
+        probe = with_audit_columns(probe, spec, ctx)  # type: ignore[assignment]
+    conformed = conform(probe, spec, w.stored, storable=storable)
+    values = plan.run_partitions
+    w.ensure_database()
+    target_cols = w.target_columns(conformed.new_columns)
+    select_cols = [c.name for c in conformed.columns]
+    select_exprs = [qi(n) for n in select_cols]
+    if spec.audit_columns:
+        extra = {
+            "_loom_run_id": lit(ctx.run_id) if ctx else "NULL",
+            "_loom_asset_key": lit(ctx.asset_key) if ctx else "NULL",
+            "_loom_partition_key": lit(ctx.partition_label) if ctx and ctx.partition_label else "NULL",
+            "_loom_written_at": lit(ctx.timestamp) if ctx else "now64(6, 'UTC')",
+        }
+        for n, e in extra.items():
+            select_cols.append(n)
+            select_exprs.append(f"{e} AS {qi(n)}")
+    try:
+        w.create_staging(target_cols)
+        assert w.staging is not None
+        try:
+            w.res.command(
+                f"INSERT INTO {qt(w.staging)} ({', '.join(qi(n) for n in select_cols)}) "
+                f"SELECT {', '.join(select_exprs)} FROM ({query.sql})",
+                what=f"run the SQL of {w.table} inside ClickHouse",
+                settings={"insert_null_as_default": 0},
+            )
+        except LoomError as exc:
+            if "NULL" in str(exc) and ("Nullable" in str(exc) or "null" in str(exc).lower()):
+                raise DataValidationError(w.table, None, f"NULL value(s) in a column declared not null ({exc})") from None
+            raise
+        rows = int(w.res.query_rows(f"SELECT count() FROM {qt(w.staging)}", what="count staged rows")[0][0])
+        if values:
+            bad = w.res.query_rows(
+                f"SELECT count() FROM {qt(w.staging)} WHERE NOT {render(partition_predicate(values))}",
+                what="check partitions",
+            )[0][0]
+            if bad:
+                raise DataValidationError(
+                    w.table, ",".join(spec.partition_by), f"{bad} row(s) have partition values outside the run's partitions"
+                )
+        if spec.mode is WriteMode.MERGE:
+            _check_staged_keys(w)
+        partitions = w.publish_from_staging(conformed.new_columns, values)
+    finally:
+        w.drop_staging()
+    return w.result(rows, True, partitions, sql_engine=ClickHouseQuery.engine_name)

@@ -1,0 +1,136 @@
+"""Validated Arrow data of a Delta write: casts to the storable types and the batch stream.
+
+Streaming writes hand delta-rs a ``pyarrow.RecordBatchReader`` fed by Polars' streaming engine;
+every batch is validated inside the reader, so an invalid batch raises before delta-rs commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import polars as pl
+import pyarrow as pa
+from dagster import get_dagster_logger
+
+from loom_resources import dtypes as t
+from loom_resources.delta._types import storable
+from loom_resources.dtypes import DataType, Schema
+from loom_resources.errors import DataValidationError
+from loom_resources.polars_types import to_polars
+
+__all__ = ["BatchSource", "as_arrow", "batch_schema", "storable_exprs", "whole_microseconds_check"]
+
+Frame = pl.LazyFrame | pl.DataFrame
+_LOG_EVERY_BATCHES = 50
+
+
+def storable_exprs(columns: Schema) -> list[pl.Expr]:
+    """Expressions casting declared columns to the types Delta stores (see ``_types.storable``)."""
+    exprs = []
+    for c in columns:
+        target = storable(c.dtype, column=c.name)
+        e = pl.col(c.name)
+        if isinstance(c.dtype, t.Datetime) and c.dtype.tz and c.dtype.tz != "UTC":
+            e = e.dt.convert_time_zone("UTC")
+        if target != c.dtype:
+            e = e.cast(to_polars(target))
+        exprs.append(e)
+    return exprs
+
+
+def _nullability(pa_type: pa.DataType, dtype: DataType) -> pa.DataType:
+    if isinstance(dtype, t.Struct) and pa.types.is_struct(pa_type):
+        fields = [pa_type.field(i) for i in range(pa_type.num_fields)]
+        return pa.struct([
+            f.with_type(_nullability(f.type, d.dtype)).with_nullable(d.nullable)
+            for f, d in zip(fields, dtype.fields, strict=True)
+        ])
+    if isinstance(dtype, t.List) and (pa.types.is_large_list(pa_type) or pa.types.is_list(pa_type)):
+        return pa.large_list(pa_type.value_field.with_type(_nullability(pa_type.value_type, dtype.inner)))
+    return pa_type
+
+
+def batch_schema(columns: Schema) -> pa.Schema:
+    """The Arrow schema of written batches: the types Polars exports (views, so the export is
+    zero-copy) with the declared nullability, which Delta keeps when it creates the table."""
+    exported = pa.RecordBatchReader.from_stream(pl.DataFrame(schema={c.name: to_polars(c.dtype) for c in columns})).schema
+    return pa.schema(
+        [f.with_type(_nullability(f.type, c.dtype)).with_nullable(c.nullable).remove_metadata()
+         for f, c in zip(exported, columns, strict=True)]
+    )
+
+
+def as_arrow(df: pl.DataFrame, schema: pa.Schema) -> pa.RecordBatchReader:
+    """``df`` (already in storable types) as an Arrow stream in ``schema``. A stream, not a table:
+    delta-rs then overlaps Polars' export with writing, as ``DataFrame.write_delta`` does."""
+    return pa.RecordBatchReader.from_stream(df).cast(schema)
+
+
+def whole_microseconds_check(columns: Schema, table: str) -> Callable[[pl.DataFrame], None] | None:
+    """A validator refusing nanosecond timestamps Delta would truncate (``None``: no such column)."""
+    ns = [c.name for c in columns if isinstance(c.dtype, t.Datetime) and c.dtype.unit == "ns"]
+    if not ns:
+        return None
+
+    def check(df: pl.DataFrame) -> None:
+        for name in ns:
+            lossy = df.select((pl.col(name).dt.nanosecond() % 1000 != 0).sum()).item()
+            if lossy:
+                raise DataValidationError(
+                    table, name, f"{lossy} value(s) have sub-microsecond digits; Delta stores microseconds"
+                )
+
+    return check
+
+
+class BatchSource:
+    """A re-startable source of validated Arrow data for one write attempt.
+
+    Args:
+        frame: The conformed frame.
+        columns: What each batch holds, in declared types.
+        schema: The storable Arrow schema of the batches.
+        validate: The plan's batch validator.
+        streaming: Pull batches with Polars' streaming engine instead of collecting.
+        table: The table's name, for progress logs.
+    """
+
+    def __init__(self, frame: Frame, columns: Schema, schema: pa.Schema, validate: Callable[[pl.DataFrame], None],
+                 *, streaming: bool, table: str) -> None:
+        self.frame, self.columns, self.schema, self.validate = frame, columns, schema, validate
+        self.streaming, self.table = streaming, table
+        self.rows = 0
+        self.error: BaseException | None = None
+        self._eager: pl.DataFrame | None = None
+
+    def prepare(self, df: pl.DataFrame) -> pl.DataFrame:
+        """Validate one batch (in declared types) and return it in the storable types."""
+        self.validate(df)
+        return df.select(storable_exprs(self.columns))
+
+    def data(self) -> pa.RecordBatchReader:
+        """The whole write's data for one commit attempt."""
+        self.error = None
+        if not self.streaming:
+            if self._eager is None:
+                df = self.frame.collect() if isinstance(self.frame, pl.LazyFrame) else self.frame
+                self._eager = self.prepare(df)
+                self.rows = df.height
+            return as_arrow(self._eager, self.schema)
+        self.rows = 0
+        return pa.RecordBatchReader.from_batches(self.schema, self._batches())
+
+    def _batches(self) -> Iterator[pa.RecordBatch]:
+        log = get_dagster_logger()
+        assert isinstance(self.frame, pl.LazyFrame)
+        try:
+            for i, df in enumerate(self.frame.collect_batches(engine="streaming")):
+                batch = as_arrow(self.prepare(df), self.schema)
+                self.rows += df.height
+                if i and i % _LOG_EVERY_BATCHES == 0:
+                    log.info(f"{self.table}: {self.rows} rows in {i} batches so far")
+                yield from batch
+        except BaseException as exc:
+            # delta-rs wraps the reader's exception; keep the original to re-raise it
+            self.error = exc
+            raise

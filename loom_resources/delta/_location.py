@@ -1,0 +1,48 @@
+"""Where one Delta table lives and how to reach it."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+from deltalake import DeltaTable
+
+from loom_resources.errors import BackendUnavailableError
+
+__all__ = ["DeltaLocation", "display_uri"]
+
+
+def display_uri(uri: str) -> str:
+    """``uri`` without credentials."""
+    parts = urlsplit(uri)
+    if parts.scheme and "@" in parts.netloc:
+        return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+    return uri
+
+
+@dataclass(frozen=True)
+class DeltaLocation:
+    """Where one table lives and how to reach it."""
+
+    uri: str
+    display_uri: str
+    storage_options: dict[str, str]
+    max_commit_retries: int
+
+    def open(self) -> DeltaTable | None:
+        """The table at its latest version, or ``None`` when there is none.
+
+        Raises:
+            BackendUnavailableError: when the store cannot be reached (missing bucket, bad
+                credentials, unreachable endpoint).
+        """
+        if "://" not in self.uri and not os.path.isdir(os.path.join(self.uri, "_delta_log")):
+            return None
+        try:
+            if not DeltaTable.is_deltatable(self.uri, storage_options=self.storage_options or None):
+                return None
+            return DeltaTable(self.uri, storage_options=self.storage_options or None)
+        except OSError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise BackendUnavailableError(f"cannot reach the Delta table at {self.display_uri}: {first}") from exc

@@ -1,0 +1,212 @@
+"""How :class:`~loom_resources.delta.DeltaResource` executes a write plan: conform the frame to
+the stored table, then append, overwrite or replace (partitions or a predicate) in one commit.
+
+Every mode ends in exactly one Delta commit (``write_deltalake`` with an overwrite predicate for
+partition and predicate replaces), so a failed write leaves the table at its previous version.
+The replace condition comes rendered from the plan's :class:`~loom_resources.predicates.Predicate`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import polars as pl
+import pyarrow as pa
+from deltalake import DeltaTable
+
+from loom_resources.conform import conform, frame_partitions, with_audit_columns
+from loom_resources.delta._batches import BatchSource, batch_schema, whole_microseconds_check
+from loom_resources.delta._commit import commit, render, with_retries
+from loom_resources.delta._location import DeltaLocation
+from loom_resources.delta._types import schema_from_delta, storable, storable_columns
+from loom_resources.dtypes import Schema
+from loom_resources.errors import LoomError, SchemaMismatchError
+from loom_resources.model import RunParams, SchemaMode, TargetSpec, WriteContext, WriteMode, WriteResult
+from loom_resources.partitions import PartitionValues, partition_predicate
+from loom_resources.plan import WritePlan, plan_write
+from loom_resources.polars_types import to_polars
+
+__all__ = ["DeltaWrite", "Outcome", "prepare_write", "result", "write_table"]
+
+Frame = pl.LazyFrame | pl.DataFrame
+
+
+@dataclass
+class Outcome:
+    """What a Delta write did (becomes the typed :class:`WriteResult`)."""
+
+    rows: int = 0
+    partitions: PartitionValues = ()
+    skipped: bool = False
+    noop: bool = False
+    merge_metrics: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class DeltaWrite:
+    """A write plan bound to one Delta table: the stored state and the conformed frame."""
+
+    plan: WritePlan
+    loc: DeltaLocation
+    table: DeltaTable | None
+    stored: Schema | None
+    frame: Frame
+    columns: Schema  # what each written batch holds, in order, in declared types
+    new_columns: Schema
+    schema: pa.Schema  # the storable Arrow schema of the written batches
+
+    @property
+    def spec(self) -> TargetSpec:
+        """The target (audit columns resolved)."""
+        return self.plan.spec
+
+    @property
+    def creating(self) -> bool:
+        """Whether this write creates the table."""
+        return self.table is None
+
+    def source(self, frame: Frame | None = None, *, streaming: bool | None = None) -> BatchSource:
+        """Validated Arrow data of ``frame`` (default: the conformed frame)."""
+        return BatchSource(
+            self.frame if frame is None else frame, self.columns, self.schema, self.plan.validate,
+            streaming=self.plan.streaming if streaming is None else streaming, table=str(self.spec.ref),
+        )
+
+    def commit(self, data: pa.Table | pa.RecordBatchReader, *, mode: Literal["append", "overwrite"],
+               predicate: str | None = None, schema_mode: Literal["merge", "overwrite"] | None = None) -> None:
+        """One commit of ``data`` recording this write's app transaction."""
+        commit(self.loc, data, app_id=self.plan.app_id, partition_by=self.spec.partition_by, mode=mode,
+               predicate=predicate, schema_mode=schema_mode)
+
+
+def prepare_write(
+    frame: Frame,
+    spec: TargetSpec,
+    params: RunParams,
+    ctx: WriteContext | None,
+    loc: DeltaLocation,
+    *,
+    requested_streaming: bool,
+    resource_audit: bool,
+) -> DeltaWrite:
+    """Plan the write against the stored table, conform the frame and prepare the batch schema.
+
+    Raises:
+        SchemaMismatchError / UnsupportedTypeError / PredicateError: before anything is written.
+    """
+    table = loc.open()
+    stored = schema_from_delta(table.schema()) if table is not None else None
+    declared = storable_columns(spec.stored_columns())  # raises UnsupportedTypeError naming the column
+    types = {x.name: x.dtype for x in (stored or declared)}
+    plan = plan_write(frame, spec, params, ctx, requested_streaming=requested_streaming,
+                      resource_audit=resource_audit, column_types=types)
+    spec = plan.spec
+    if table is not None and spec.partition_by and spec.schema_mode is not SchemaMode.OVERWRITE:
+        actual = tuple(table.metadata().partition_columns)
+        if set(actual) != set(spec.partition_by):
+            raise SchemaMismatchError(
+                str(spec.ref), [f"the stored table is partitioned by {list(actual)}, declared {list(spec.partition_by)}"]
+            )
+    c = conform(frame, spec, stored, storable=storable)
+    out = with_audit_columns(c.frame, spec, ctx)
+    maintained = spec.stored_columns()[len(spec.columns):]
+    columns = c.columns + tuple(m for m in maintained if m.name not in {x.name for x in c.columns})
+    if spec.mode is not WriteMode.HISTORY:
+        columns = tuple(x for x in columns if x.name not in {h.name for h in spec.history_columns()})
+    if stored is not None and spec.schema_mode is not SchemaMode.OVERWRITE:
+        # stored columns the frame does not carry (audit columns of a write without context,
+        # columns an earlier evolve added) are written as nulls, or rejected when not nullable
+        have = {x.name for x in columns}
+        absent = [x for x in stored if x.name not in have]
+        required = [x.name for x in absent if not x.nullable]
+        if required:
+            raise SchemaMismatchError(str(spec.ref), [f"stored column {n!r} is not null but missing from the frame"
+                                                      for n in required])
+        if absent:
+            columns += tuple(absent)
+            out = out.with_columns([pl.lit(None, to_polars(x.dtype)).alias(x.name) for x in absent])
+        # batches follow the stored column order; new columns go last
+        order = {x.name: i for i, x in enumerate(stored)}
+        columns = tuple(sorted(columns, key=lambda x: order.get(x.name, len(order))))
+        stored_null = {x.name: x.nullable for x in stored}
+        columns = tuple(dataclasses.replace(x, nullable=stored_null.get(x.name, True)) for x in columns)
+    if spec.mode is not WriteMode.HISTORY:
+        out = out.select([x.name for x in columns])
+    plan = plan.with_checks(whole_microseconds_check(columns, str(spec.ref)))
+    return DeltaWrite(plan=plan, loc=loc, table=table, stored=stored, frame=out, columns=columns,
+                      new_columns=c.new_columns, schema=batch_schema(storable_columns(columns)))
+
+
+def _frame_partitions(w: DeltaWrite) -> PartitionValues:
+    """The partitions an unpartitioned run's frame holds (its replace must be known before
+    delta-rs consumes the first batch, so a lazy frame is scanned once for them)."""
+    if isinstance(w.frame, pl.DataFrame):
+        return frame_partitions(w.frame, w.spec)
+    engine: Literal["streaming", "auto"] = "streaming" if w.plan.streaming else "auto"
+    return tuple(w.frame.select(list(w.spec.partition_by)).unique(maintain_order=True).collect(engine=engine).to_dicts())
+
+
+def write_table(w: DeltaWrite) -> Outcome:
+    """Execute an append, overwrite, replace_partitions or replace_where plan in one commit."""
+    spec, plan = w.spec, w.plan
+    mode: Literal["append", "overwrite"] = "append"
+    predicate: str | None = None
+    out = Outcome()
+    if spec.mode is WriteMode.OVERWRITE:
+        mode = "overwrite"
+    elif spec.mode is WriteMode.REPLACE_PARTITIONS:
+        values = plan.run_partitions or _frame_partitions(w)
+        out.partitions = values
+        if not values and not w.creating:
+            out.noop = True
+            return out
+        if values and not w.creating:
+            mode, predicate = "overwrite", render(plan.replace_condition or partition_predicate(values), spec.ref)
+    elif spec.mode is WriteMode.REPLACE_WHERE:
+        assert plan.replace_condition is not None
+        if not w.creating:
+            mode, predicate = "overwrite", render(plan.replace_condition, spec.ref)
+    schema_mode: Literal["merge", "overwrite"] | None = None
+    if spec.schema_mode is SchemaMode.OVERWRITE:
+        schema_mode = "overwrite"
+    elif w.new_columns:
+        schema_mode = "merge"
+    source = w.source()
+    if spec.mode is WriteMode.APPEND and w.table is not None and plan.app_id:
+        if w.table.transaction_version(plan.app_id) is not None:
+            out.skipped = True
+            return out
+
+    def attempt() -> None:
+        w.commit(source.data(), mode=mode, predicate=predicate, schema_mode=schema_mode)
+
+    with_retries(spec.ref, w.loc, attempt, source)
+    out.rows = source.rows
+    return out
+
+
+def result(w: DeltaWrite, out: Outcome) -> WriteResult:
+    """The WriteResult of a finished write, read back from the table's log."""
+    table = w.loc.open()
+    if table is None:
+        raise LoomError(f"table {w.spec.ref} was not created at {w.loc.display_uri}")
+    return WriteResult(
+        table=w.spec.ref,
+        uri=w.loc.display_uri,
+        rows_written=0 if out.skipped else out.rows,
+        mode=w.spec.mode,
+        streaming=w.plan.streaming and w.spec.mode not in (WriteMode.MERGE, WriteMode.HISTORY),
+        version=table.version(),
+        schema=schema_from_delta(table.schema()),
+        partitions=tuple(out.partitions),
+        skipped=out.skipped,
+        noop=out.noop,
+        merge_metrics=dict(out.merge_metrics),
+    )
+
+
+def merge_metric_counts(metrics: dict[str, Any]) -> dict[str, int]:
+    """The integer counts of delta-rs merge metrics (rows inserted, updated, deleted...)."""
+    return {k: int(v) for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}

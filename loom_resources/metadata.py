@@ -1,0 +1,56 @@
+"""Dagster metadata of Loom writes: the standard ``dagster/*`` keys plus ``loom/*`` details."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dagster as dg
+
+from loom_resources.dtypes import Schema
+from loom_resources.model import WriteResult
+
+__all__ = ["SQL_ENGINE_METADATA", "STARTED_AT_METADATA", "column_schema_metadata", "write_metadata"]
+
+#: Metadata key an asset body sets to say where its SQL ran.
+SQL_ENGINE_METADATA = "loom/sql_engine"
+#: Metadata key of when the asset body started.
+STARTED_AT_METADATA = "loom/started_at"
+
+
+def column_schema_metadata(schema: Schema) -> dg.TableSchema:
+    """Dagster's table schema for Loom columns (drives the UI and schema-change checks)."""
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(c.name, str(c.dtype), constraints=dg.TableColumnConstraints(nullable=c.nullable))
+            for c in schema
+        ]
+    )
+
+
+def write_metadata(r: WriteResult, *, partitioned: bool, seconds: float) -> dict[str, Any]:
+    """Materialization metadata of one write."""
+    md: dict[str, Any] = {
+        "dagster/column_schema": column_schema_metadata(r.schema),
+        "dagster/table_name": str(r.table),
+        "dagster/uri": dg.MetadataValue.path(r.uri),
+        "loom/rows_written": r.rows_written,
+        "loom/write_mode": r.mode.value,
+        "loom/write_path": "streaming" if r.streaming else "eager",
+        "loom/skipped_duplicate_retry": r.skipped,
+        "loom/duration_s": dg.MetadataValue.float(round(seconds, 3)),
+    }
+    if r.version is not None:
+        md["loom/table_version"] = r.version
+    if partitioned:
+        md["dagster/partition_row_count"] = r.rows_written
+    if r.table_rows is not None:
+        md["dagster/row_count"] = r.table_rows
+    elif not partitioned:
+        md["dagster/row_count"] = r.rows_written
+    if r.noop:
+        md["loom/noop"] = True
+    if r.sql_engine:
+        md[SQL_ENGINE_METADATA] = r.sql_engine
+    for k, v in r.merge_metrics.items():
+        md[f"loom/merge/{k}"] = v
+    return md

@@ -1,0 +1,72 @@
+"""The one place that says which rows belong to a run's partitions.
+
+Writers replace "the rows of these partitions", readers slice an upstream table to the
+partitions a downstream run needs, and validators refuse rows outside the run: all three
+use the :class:`~loom_resources.predicates.Predicate` built here, which each backend renders
+(DataFusion SQL for delta-rs, ClickHouse SQL, a Polars expression in memory).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from loom_resources.dtypes import DataType, Date, Datetime
+from loom_resources.errors import SchemaMismatchError
+from loom_resources.model import RunParams, TargetSpec, partition_key_value
+from loom_resources.predicates import And, Compare, In, Or, Predicate, col
+
+__all__ = ["partition_predicate", "run_partition_values", "slice_predicate"]
+
+PartitionValues = tuple[Mapping[str, Any], ...]
+
+
+def run_partition_values(spec: TargetSpec, params: RunParams, column_types: Mapping[str, DataType]) -> PartitionValues:
+    """The typed partition values of the run, one mapping per partition, by the table's actual
+    partition column types. Empty when the run is not partitioned."""
+    out = []
+    for part in params.partitions:
+        row: dict[str, Any] = {}
+        for column, key in part.items():
+            if column not in column_types:
+                raise SchemaMismatchError(str(spec.ref), [f"run partition column {column!r} is not a column of the table"])
+            row[column] = partition_key_value(key, column_types[column], table=str(spec.ref), column=column)
+        out.append(row)
+    return tuple(out)
+
+
+def partition_predicate(values: Sequence[Mapping[str, Any]]) -> Predicate:
+    """Rows inside any of the given partitions: one ``IN`` for one column, else an OR of ANDs.
+    No partitions select no rows."""
+    if not values:
+        return Or(())
+    cols = list(values[0])
+    if len(cols) == 1:
+        return In(cols[0], tuple(v[cols[0]] for v in values))
+    return Or(tuple(And(tuple(Compare(k, "=", v[k]) for k in cols)) for v in values))
+
+
+def _window_bound(value: dt.datetime, dtype: DataType) -> Any:
+    if isinstance(dtype, Date):
+        return value.date()
+    if isinstance(dtype, Datetime) and dtype.tz is None:
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
+    return value
+
+
+def slice_predicate(spec: TargetSpec, partition_columns: Mapping[str, str], params: RunParams) -> Predicate | None:
+    """Rows of ``spec``'s table that belong to the partitions in ``params`` (``None``: all rows).
+
+    A time window over one dimension becomes ``start <= column < end`` (one range, however many
+    days); other partitions become the typed key values of each partition column.
+    """
+    if not partition_columns or not params.partition_keys:
+        return None
+    if params.window_start is not None and params.window_end is not None and "" in partition_columns:
+        c = partition_columns[""]
+        dtype = spec.column(c).dtype
+        return col(c).window(_window_bound(params.window_start, dtype), _window_bound(params.window_end, dtype))
+    types = {c: spec.column(c).dtype for c in partition_columns.values()}
+    values = run_partition_values(spec, params, types)
+    return partition_predicate(values) if values else None

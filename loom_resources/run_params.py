@@ -1,0 +1,75 @@
+"""The one translation of a Dagster execution context into Loom :class:`RunParams`.
+
+Asset bodies, the IO manager's outputs and the IO manager's inputs all call
+:func:`run_params`; it is the only place that asks Dagster for partition keys and windows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import dagster as dg
+
+from loom_resources.model import RunParams
+
+__all__ = ["run_params", "run_params_for"]
+
+
+def _partition_map(key: str | dg.MultiPartitionKey, columns: Mapping[str, str]) -> dict[str, str]:
+    if isinstance(key, dg.MultiPartitionKey):
+        return {columns[d]: k for d, k in key.keys_by_dimension.items() if d in columns}
+    return {columns[""]: key} if "" in columns else {}
+
+
+def run_params_for(
+    keys: list[str], window: dg.TimeWindow | None, columns: Mapping[str, str], values: Mapping[str, Any] | None = None
+) -> RunParams:
+    """Run parameters for partition ``keys`` (and their time window) of a table whose
+    partition dimensions map to ``columns``."""
+    parts = tuple(_partition_map(k, columns) for k in keys)
+    return RunParams(
+        partition_keys=tuple(str(k) for k in keys),
+        partitions=tuple(p for p in parts if p),
+        window_start=window.start if window else None,
+        window_end=window.end if window else None,
+        values=dict(values or {}),
+    )
+
+
+def _window(get: Callable[[], dg.TimeWindow | None]) -> dg.TimeWindow | None:
+    try:
+        return get()
+    except Exception:  # Dagster raises (rather than returning None) when the partitions have no time window
+        return None
+
+
+def _keys_and_window(context: Any) -> tuple[list[str], dg.TimeWindow | None]:
+    if isinstance(context, (dg.OutputContext, dg.InputContext)):
+        if not context.has_asset_partitions:
+            return [], None
+        return list(context.asset_partition_keys), _window(lambda: context.asset_partitions_time_window)
+    if isinstance(context, dg.AssetExecutionContext):
+        if not (context.has_partition_key or context.has_partition_key_range):
+            return [], None
+        return list(context.partition_keys), _window(lambda: context.partition_time_window)
+    # a StepExecutionContext: the step's own partitions (an input's consumer)
+    if not context.has_partitions:
+        return [], None
+    if context.has_partition_key_range:
+        keys = list(context.run_partitions_def.get_partition_keys_in_range(context.partition_key_range))
+    else:
+        keys = [context.partition_key]
+    return keys, _window(lambda: context.partition_time_window)
+
+
+def run_params(context: Any, columns: Mapping[str, str]) -> RunParams:
+    """Run parameters of ``context``: an ``AssetExecutionContext``, an ``OutputContext`` or
+    ``InputContext`` (the partitions of that asset in this run), or a step context.
+
+    Args:
+        context: The Dagster context.
+        columns: Partition dimension -> table column of the table the context is about.
+    """
+    keys, window = _keys_and_window(context)
+    return run_params_for(keys, window, columns)
