@@ -50,3 +50,19 @@ class UnsupportedTypeError(LoomError, TypeError):
 
 class BackendUnavailableError(LoomError):
     """A store cannot be reached or opened (bad root, unreachable server, busy engine)."""
+
+
+class TableNotFoundError(BackendUnavailableError):
+    """A table that must exist (a source being read, a table whose schema is updated) does not.
+
+    Every backend raises this same class for this fault, so callers can tell "the table is
+    missing" from "the store is unreachable" without knowing the backend.
+
+    Attributes:
+        table: The missing table (``schema.table``).
+    """
+
+    def __init__(self, table: str, where: str | None = None) -> None:
+        self.table = table
+        location = f" at {where}" if where else ""
+        super().__init__(f"table {table} does not exist{location}")
