@@ -66,6 +66,10 @@ _HISTORY_COLUMNS = (ColumnSchema("id", Int64(), nullable=False), ColumnSchema("n
 _T1, _T2 = dt.datetime(2024, 1, 1), dt.datetime(2024, 1, 2)
 
 
+_EAGER_AND_STREAMING = pytest.mark.parametrize("streaming", [False, True], ids=["eager", "streaming"])
+"""Run a write case on the eager path (a DataFrame) and the streaming path (a LazyFrame)."""
+
+
 def _window(start: dt.date, end: dt.date) -> RunParams:
     """Run parameters binding ``start``/``end`` of the replace predicate :data:`_WINDOW`."""
     return RunParams(values={"start": start, "end": end})
@@ -156,7 +160,7 @@ class ContractKit:
         assert sorted_rows(lf.collect(engine="streaming")) == sorted_rows(kit.read(source))
 
     # -- write modes ----------------------------------------------------------------------------
-    @pytest.mark.parametrize("streaming", [False, True], ids=["eager", "streaming"])
+    @_EAGER_AND_STREAMING
     def test_append(self, kit: KitStore, streaming: bool) -> None:
         spec = kit.spec(WriteMode.APPEND)
         if kit.unsupported(spec):
@@ -165,46 +169,51 @@ class ContractKit:
         kit.write(frame(SEED[2:]), spec, streaming=streaming)
         assert kit.rows(spec.ref) == sorted_rows(frame(SEED))
 
-    def test_overwrite(self, kit: KitStore) -> None:
+    @_EAGER_AND_STREAMING
+    def test_overwrite(self, kit: KitStore, streaming: bool) -> None:
         spec = kit.spec(WriteMode.OVERWRITE)
         if kit.unsupported(spec):
             return
         kit.seed(spec)
-        kit.write(frame([(9, D4, 9.0)]), spec)
+        kit.write(frame([(9, D4, 9.0)]), spec, streaming=streaming)
         assert kit.rows(spec.ref) == [(9, D4, 9.0)]
         assert tuple(kit.store.schema(spec.ref)) == kit.expected_schema(spec)
 
-    def test_replace_partitions_of_the_frame(self, kit: KitStore) -> None:
+    @_EAGER_AND_STREAMING
+    def test_replace_partitions_of_the_frame(self, kit: KitStore, streaming: bool) -> None:
         spec = kit.spec(WriteMode.REPLACE_PARTITIONS, partition_by=("day",))
         if kit.unsupported(spec):
             return
         kit.seed(spec)
-        kit.write(frame([(10, D1, 10.0)]), spec)  # no run partitions: the frame's (D1) are replaced
+        kit.write(frame([(10, D1, 10.0)]), spec, streaming=streaming)  # no run partitions: the frame's (D1) are replaced
         assert kit.rows(spec.ref) == sorted_rows(frame([(3, D2, 3.0), (4, D3, None), (10, D1, 10.0)]))
 
-    def test_replace_partitions_of_a_multi_partition_run(self, kit: KitStore) -> None:
+    @_EAGER_AND_STREAMING
+    def test_replace_partitions_of_a_multi_partition_run(self, kit: KitStore, streaming: bool) -> None:
         spec = kit.spec(WriteMode.REPLACE_PARTITIONS, partition_by=("day",))
         if kit.unsupported(spec):
             return
         kit.seed(spec)
         # the run owns D1 and D2: both are replaced although the frame only holds D2 rows
-        kit.write(frame([(20, D2, 20.0), (21, D2, None)]), spec, partitions_of_days(D1, D2))
+        kit.write(frame([(20, D2, 20.0), (21, D2, None)]), spec, partitions_of_days(D1, D2), streaming=streaming)
         assert kit.rows(spec.ref) == sorted_rows(frame([(4, D3, None), (20, D2, 20.0), (21, D2, None)]))
 
-    def test_replace_where(self, kit: KitStore) -> None:
+    @_EAGER_AND_STREAMING
+    def test_replace_where(self, kit: KitStore, streaming: bool) -> None:
         spec = kit.spec(WriteMode.REPLACE_WHERE, replace_predicate=_WINDOW)
         if kit.unsupported(spec):
             return
         kit.seed(spec, params=_window(D1, D4))
-        kit.write(frame([(30, D2, 30.0), (31, D3, None)]), spec, _window(D2, D4))
+        kit.write(frame([(30, D2, 30.0), (31, D3, None)]), spec, _window(D2, D4), streaming=streaming)
         assert kit.rows(spec.ref) == sorted_rows(frame([(1, D1, 1.0), (2, D1, 2.0), (30, D2, 30.0), (31, D3, None)]))
 
-    def test_merge(self, kit: KitStore) -> None:
+    @_EAGER_AND_STREAMING
+    def test_merge(self, kit: KitStore, streaming: bool) -> None:
         spec = kit.spec(WriteMode.MERGE, merge_keys=("id",))
         if kit.unsupported(spec):
             return
         kit.seed(spec)
-        kit.write(frame([(2, D1, 22.0), (3, D2, None), (5, D3, 5.0)]), spec)
+        kit.write(frame([(2, D1, 22.0), (3, D2, None), (5, D3, 5.0)]), spec, streaming=streaming)
         expected = [(1, D1, 1.0), (2, D1, 22.0), (3, D2, None), (4, D3, None), (5, D3, 5.0)]
         assert kit.rows(spec.ref) == sorted_rows(frame(expected))
 
@@ -247,7 +256,7 @@ class ContractKit:
         assert kit.rows(ref) == [(7, "x")]
 
     # -- faults: the same error class everywhere, and the table unchanged ------------------------
-    @pytest.mark.parametrize("streaming", [False, True], ids=["eager", "streaming"])
+    @_EAGER_AND_STREAMING
     def test_nulls_in_a_not_null_column(self, kit: KitStore, streaming: bool) -> None:
         spec = kit.spec()
         kit.seed(spec)
@@ -266,29 +275,32 @@ class ContractKit:
         with kit.fails_unchanged(SchemaMismatchError, spec.ref):
             kit.write(frame([(5, D4, 5.0)]).drop("amount"), spec)
 
-    def test_row_outside_the_replace_predicate(self, kit: KitStore) -> None:
+    @_EAGER_AND_STREAMING
+    def test_row_outside_the_replace_predicate(self, kit: KitStore, streaming: bool) -> None:
         spec = kit.spec(WriteMode.REPLACE_WHERE, replace_predicate=_WINDOW)
         if kit.unsupported(spec):
             return
         kit.seed(spec, params=_window(D1, D4))
         with kit.fails_unchanged(DataValidationError, spec.ref):
-            kit.write(frame([(30, D2, 30.0), (32, D1, 0.0)]), spec, _window(D2, D4))
+            kit.write(frame([(30, D2, 30.0), (32, D1, 0.0)]), spec, _window(D2, D4), streaming=streaming)
 
-    def test_row_outside_the_run_partitions(self, kit: KitStore) -> None:
+    @_EAGER_AND_STREAMING
+    def test_row_outside_the_run_partitions(self, kit: KitStore, streaming: bool) -> None:
         spec = kit.spec(WriteMode.REPLACE_PARTITIONS, partition_by=("day",))
         if kit.unsupported(spec):
             return
         kit.seed(spec)
         with kit.fails_unchanged(DataValidationError, spec.ref):
-            kit.write(frame([(20, D2, 20.0), (21, D3, 21.0)]), spec, partitions_of_days(D1, D2))
+            kit.write(frame([(20, D2, 20.0), (21, D3, 21.0)]), spec, partitions_of_days(D1, D2), streaming=streaming)
 
-    def test_duplicate_merge_keys(self, kit: KitStore) -> None:
+    @_EAGER_AND_STREAMING
+    def test_duplicate_merge_keys(self, kit: KitStore, streaming: bool) -> None:
         spec = kit.spec(WriteMode.MERGE, merge_keys=("id",))
         if kit.unsupported(spec):
             return
         kit.seed(spec)
         with kit.fails_unchanged(DataValidationError, spec.ref):
-            kit.write(frame([(6, D1, 1.0), (6, D2, 2.0)]), spec)
+            kit.write(frame([(6, D1, 1.0), (6, D2, 2.0)]), spec, streaming=streaming)
 
     # -- update_schema --------------------------------------------------------------------------
     def test_update_schema_adds_a_nullable_column(self, kit: KitStore) -> None:
