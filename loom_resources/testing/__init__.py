@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Any
 
 from loom_resources.testing.memory import InMemoryTables, PolarsSQLExecutor, schema_of
@@ -25,6 +26,11 @@ _KIT_NAMES = frozenset({"ContractKit", "KitStore"})
 def __getattr__(name: str) -> Any:
     """Import the contract kit (and pytest with it) on first use."""
     if name in _KIT_NAMES:
+        if "loom_resources.testing.kit" not in sys.modules:
+            import pytest
+
+            # plain asserts in the kit then fail with pytest's detailed diffs
+            pytest.register_assert_rewrite("loom_resources.testing.kit", "loom_resources.testing.harness")
         from loom_resources.testing import kit
 
         return getattr(kit, name)

@@ -60,7 +60,7 @@ from loom_resources.testing.harness import (
 
 __all__ = ["ContractKit", "KitStore"]
 
-COLUMNS_NAMES = tuple(c.name for c in COLUMNS)
+_COLUMN_NAMES = tuple(c.name for c in COLUMNS)
 _WINDOW = col("day").window(param("start"), param("end"))
 _HISTORY_COLUMNS = (ColumnSchema("id", Int64(), nullable=False), ColumnSchema("name", String()))
 _T1, _T2 = dt.datetime(2024, 1, 1), dt.datetime(2024, 1, 2)
@@ -79,7 +79,8 @@ class ContractKit:
     """The contract suite. Subclass it as ``Test...`` with a ``backend`` value and a
     ``contract_store`` fixture yielding a fresh store (see the module docstring)."""
 
-    backend: ClassVar[Backend] = Backend.DELTA
+    backend: ClassVar[Backend]
+    """The ``Backend`` value put into every TargetSpec; set it in the subclass."""
 
     @pytest.fixture
     def contract_store(self) -> Any:
@@ -94,16 +95,21 @@ class ContractKit:
     @pytest.fixture
     def kit(self, contract_store: Any, contract_schema: str) -> KitStore:
         """The store under test, wrapped for one test."""
-        return KitStore(contract_store, self.backend, contract_schema)
+        backend = getattr(self, "backend", None)
+        if backend is None:
+            raise TypeError(f"{type(self).__name__} must set the class attribute `backend` (a loom Backend value)")
+        return KitStore(contract_store, Backend(backend), contract_schema)
 
     # -- discovery ------------------------------------------------------------------------------
     def test_discovery_of_a_missing_table(self, kit: KitStore) -> None:
+        """An unknown table does not exist, has no columns and no schema."""
         ref = kit.ref("missing")
         assert kit.store.exists(ref) is False
         assert tuple(kit.store.columns(ref)) == ()
         assert kit.store.schema(ref) is None
 
     def test_discovery_of_a_written_table(self, kit: KitStore) -> None:
+        """A written table exists, lists the declared columns in order and reports the storable schema."""
         spec = kit.spec()
         ref = kit.seed(spec)
         assert kit.store.exists(ref) is True
@@ -112,33 +118,39 @@ class ContractKit:
 
     # -- reads ----------------------------------------------------------------------------------
     def test_read_projection_keeps_the_requested_order(self, kit: KitStore) -> None:
+        """A projection returns exactly the requested columns, in the requested order."""
         ref = kit.seed(kit.spec())
         out = kit.read(SourceSpec(ref, columns=("amount", "id")))
         assert out.columns == ["amount", "id"]
         assert sorted_rows(out) == sorted_rows(frame(SEED).select("amount", "id"))
 
     def test_read_predicate_bound_from_run_params(self, kit: KitStore) -> None:
+        """A predicate with ``param(...)`` is bound from ``RunParams.values`` and filters the rows."""
         ref = kit.seed(kit.spec())
         pred = col("amount").ge(param("min")) & col("day").is_in([D1, D2])
         out = kit.read(SourceSpec(ref, columns=("id", "day"), predicate=pred), RunParams(values={"min": 2.0}))
         assert sorted_rows(out) == [(2, D1), (3, D2)]
 
     def test_read_predicate_on_an_unknown_column_is_refused(self, kit: KitStore) -> None:
+        """A predicate on a column the table lacks is a PredicateError naming it."""
         ref = kit.seed(kit.spec())
         with pytest.raises(PredicateError, match="nope"):
             kit.read(SourceSpec(ref, predicate=col("nope").eq(1)))
 
     def test_read_predicate_with_an_unbound_parameter_is_refused(self, kit: KitStore) -> None:
+        """A predicate parameter without a value in the run is a PredicateError naming it."""
         ref = kit.seed(kit.spec())
         with pytest.raises(PredicateError, match="min"):
             kit.read(SourceSpec(ref, predicate=col("amount").gt(param("min"))))
 
     def test_read_projection_of_an_unknown_column_is_refused(self, kit: KitStore) -> None:
+        """Projecting a column the table lacks is a SchemaMismatchError naming it."""
         ref = kit.seed(kit.spec())
         with pytest.raises(SchemaMismatchError, match="nope"):
             kit.read(SourceSpec(ref, columns=("id", "nope")))
 
     def test_read_of_a_missing_table(self, kit: KitStore) -> None:
+        """Reading (or stream-reading) a missing table is a TableNotFoundError naming it."""
         ref = kit.ref("missing")
         with pytest.raises(TableNotFoundError, match=re.escape(str(ref))):
             collect(kit.store.read(SourceSpec(ref), RunParams()))
@@ -148,10 +160,12 @@ class ContractKit:
 
     @pytest.mark.parametrize("filtered", [False, True], ids=["whole", "filtered"])
     def test_streaming_read_is_bounded_or_refused(self, kit: KitStore, filtered: bool) -> None:
-        ref = kit.seed(kit.spec())
-        source = SourceSpec(ref, columns=("id", "amount"), predicate=col("day").ne(D2)) if filtered else SourceSpec(ref)
+        """A streaming read is refused with TypeError, or is a LazyFrame whose streaming
+        collection equals the plain read."""
         if not isinstance(kit.store, StreamingSourceReader):
             return  # the capability is not offered: callers refuse streaming themselves
+        ref = kit.seed(kit.spec())
+        source = SourceSpec(ref, columns=("id", "amount"), predicate=col("day").ne(D2)) if filtered else SourceSpec(ref)
         try:
             lf = kit.store.read_streaming(source, RunParams())
         except TypeError:
@@ -162,6 +176,7 @@ class ContractKit:
     # -- write modes ----------------------------------------------------------------------------
     @_EAGER_AND_STREAMING
     def test_append(self, kit: KitStore, streaming: bool) -> None:
+        """Append adds the frame's rows to the stored ones."""
         spec = kit.spec(WriteMode.APPEND)
         if kit.unsupported(spec):
             return
@@ -171,6 +186,7 @@ class ContractKit:
 
     @_EAGER_AND_STREAMING
     def test_overwrite(self, kit: KitStore, streaming: bool) -> None:
+        """Overwrite replaces every row and keeps the declared schema."""
         spec = kit.spec(WriteMode.OVERWRITE)
         if kit.unsupported(spec):
             return
@@ -181,15 +197,17 @@ class ContractKit:
 
     @_EAGER_AND_STREAMING
     def test_replace_partitions_of_the_frame(self, kit: KitStore, streaming: bool) -> None:
+        """Without run partitions, the partitions present in the frame are replaced."""
         spec = kit.spec(WriteMode.REPLACE_PARTITIONS, partition_by=("day",))
         if kit.unsupported(spec):
             return
         kit.seed(spec)
-        kit.write(frame([(10, D1, 10.0)]), spec, streaming=streaming)  # no run partitions: the frame's (D1) are replaced
+        kit.write(frame([(10, D1, 10.0)]), spec, streaming=streaming)  # the frame holds D1 only
         assert kit.rows(spec.ref) == sorted_rows(frame([(3, D2, 3.0), (4, D3, None), (10, D1, 10.0)]))
 
     @_EAGER_AND_STREAMING
     def test_replace_partitions_of_a_multi_partition_run(self, kit: KitStore, streaming: bool) -> None:
+        """A run over several partitions replaces all of them, also those the frame has no rows for."""
         spec = kit.spec(WriteMode.REPLACE_PARTITIONS, partition_by=("day",))
         if kit.unsupported(spec):
             return
@@ -200,6 +218,7 @@ class ContractKit:
 
     @_EAGER_AND_STREAMING
     def test_replace_where(self, kit: KitStore, streaming: bool) -> None:
+        """Replace-where swaps exactly the rows matching the bound predicate."""
         spec = kit.spec(WriteMode.REPLACE_WHERE, replace_predicate=_WINDOW)
         if kit.unsupported(spec):
             return
@@ -209,6 +228,7 @@ class ContractKit:
 
     @_EAGER_AND_STREAMING
     def test_merge(self, kit: KitStore, streaming: bool) -> None:
+        """Merge updates rows with known keys and inserts new ones; other rows stay."""
         spec = kit.spec(WriteMode.MERGE, merge_keys=("id",))
         if kit.unsupported(spec):
             return
@@ -218,6 +238,7 @@ class ContractKit:
         assert kit.rows(spec.ref) == sorted_rows(frame(expected))
 
     def test_history(self, kit: KitStore) -> None:
+        """History (SCD2) closes changed and vanished versions and opens new ones at the effective date."""
         spec = kit.spec(WriteMode.HISTORY, columns=_HISTORY_COLUMNS, merge_keys=("id",))
         if kit.unsupported(spec, [(1, "a")]):
             return
@@ -230,6 +251,7 @@ class ContractKit:
 
     # -- schema modes ---------------------------------------------------------------------------
     def test_strict_refuses_an_undeclared_column(self, kit: KitStore) -> None:
+        """Strict schema mode refuses a frame with an undeclared column."""
         spec = kit.spec()
         kit.seed(spec)
         with kit.fails_unchanged(SchemaMismatchError, spec.ref):
@@ -237,16 +259,18 @@ class ContractKit:
 
     @pytest.mark.parametrize("declared", [True, False], ids=["declared", "frame_only"])
     def test_evolve_adds_a_nullable_column(self, kit: KitStore, declared: bool) -> None:
+        """Evolve adds a new nullable column (declared or frame-only); old rows read it as null."""
         kit.seed(kit.spec())
         columns = COLUMNS + (NOTE,) if declared else COLUMNS
         kit.write(frame([(5, D4, 5.0, "new")], COLUMNS + (NOTE,)), kit.spec(columns=columns, schema_mode=SchemaMode.EVOLVE))
         ref = kit.ref()
-        assert tuple(kit.store.columns(ref)) == (*COLUMNS_NAMES, "note")
+        assert tuple(kit.store.columns(ref)) == (*_COLUMN_NAMES, "note")
         assert tuple(kit.store.schema(ref)) == kit.expected_schema(kit.spec(columns=COLUMNS + (NOTE,)))
         old = [(*row, None) for row in SEED]
         assert kit.rows(ref) == sorted_rows(frame([*old, (5, D4, 5.0, "new")], COLUMNS + (NOTE,)))
 
     def test_schema_overwrite_replaces_the_schema(self, kit: KitStore) -> None:
+        """Schema mode overwrite replaces the stored schema with the declared one."""
         ref = kit.seed(kit.spec(WriteMode.OVERWRITE))
         columns = (ColumnSchema("id", Int64(), nullable=False), ColumnSchema("label", String()))
         spec = kit.spec(WriteMode.OVERWRITE, columns=columns, schema_mode=SchemaMode.OVERWRITE)
@@ -258,18 +282,21 @@ class ContractKit:
     # -- faults: the same error class everywhere, and the table unchanged ------------------------
     @_EAGER_AND_STREAMING
     def test_nulls_in_a_not_null_column(self, kit: KitStore, streaming: bool) -> None:
+        """Nulls in a column declared not null are a DataValidationError."""
         spec = kit.spec()
         kit.seed(spec)
         with kit.fails_unchanged(DataValidationError, spec.ref):
             kit.write(frame([(5, D4, 5.0), (6, None, 6.0)]), spec, streaming=streaming)
 
     def test_wrong_type_is_a_schema_mismatch(self, kit: KitStore) -> None:
+        """A column of a type without a lossless cast to the declared one is a SchemaMismatchError."""
         spec = kit.spec()
         kit.seed(spec)
         with kit.fails_unchanged(SchemaMismatchError, spec.ref):
             kit.write(frame([(5, D4, 5.0)]).with_columns(pl.col("amount").cast(pl.String)), spec)
 
     def test_missing_declared_column_is_a_schema_mismatch(self, kit: KitStore) -> None:
+        """A declared column missing from the frame is a SchemaMismatchError."""
         spec = kit.spec()
         kit.seed(spec)
         with kit.fails_unchanged(SchemaMismatchError, spec.ref):
@@ -277,6 +304,7 @@ class ContractKit:
 
     @_EAGER_AND_STREAMING
     def test_row_outside_the_replace_predicate(self, kit: KitStore, streaming: bool) -> None:
+        """A row outside the replace predicate is a DataValidationError."""
         spec = kit.spec(WriteMode.REPLACE_WHERE, replace_predicate=_WINDOW)
         if kit.unsupported(spec):
             return
@@ -286,6 +314,7 @@ class ContractKit:
 
     @_EAGER_AND_STREAMING
     def test_row_outside_the_run_partitions(self, kit: KitStore, streaming: bool) -> None:
+        """A row outside the run's partitions is a DataValidationError."""
         spec = kit.spec(WriteMode.REPLACE_PARTITIONS, partition_by=("day",))
         if kit.unsupported(spec):
             return
@@ -295,6 +324,7 @@ class ContractKit:
 
     @_EAGER_AND_STREAMING
     def test_duplicate_merge_keys(self, kit: KitStore, streaming: bool) -> None:
+        """A merge key present twice in the frame is a DataValidationError."""
         spec = kit.spec(WriteMode.MERGE, merge_keys=("id",))
         if kit.unsupported(spec):
             return
@@ -304,24 +334,28 @@ class ContractKit:
 
     # -- update_schema --------------------------------------------------------------------------
     def test_update_schema_adds_a_nullable_column(self, kit: KitStore) -> None:
+        """update_schema adds a missing nullable column; old rows read it as null."""
         ref = kit.seed(kit.spec())
         kit.store.update_schema(ref, COLUMNS + (NOTE,))
-        assert tuple(kit.store.columns(ref)) == (*COLUMNS_NAMES, "note")
+        assert tuple(kit.store.columns(ref)) == (*_COLUMN_NAMES, "note")
         assert tuple(kit.store.schema(ref)) == kit.expected_schema(kit.spec(columns=COLUMNS + (NOTE,)))
         assert kit.rows(ref) == sorted_rows(frame([(*row, None) for row in SEED], COLUMNS + (NOTE,)))
 
     def test_update_schema_refuses_a_type_change(self, kit: KitStore) -> None:
+        """update_schema refuses to change a stored column's type."""
         ref = kit.seed(kit.spec())
         changed = (*COLUMNS[:2], ColumnSchema("amount", String()))
         with kit.fails_unchanged(SchemaMismatchError, ref):
             kit.store.update_schema(ref, changed)
 
     def test_update_schema_refuses_a_new_not_null_column(self, kit: KitStore) -> None:
+        """update_schema refuses to add a not-null column to a table with rows."""
         ref = kit.seed(kit.spec())
         with kit.fails_unchanged(SchemaMismatchError, ref):
             kit.store.update_schema(ref, COLUMNS + (ColumnSchema("strict", Int64(), nullable=False),))
 
     def test_update_schema_of_a_missing_table(self, kit: KitStore) -> None:
+        """update_schema of a missing table is a TableNotFoundError naming it."""
         ref = kit.ref("missing")
         with kit.fails_unchanged(TableNotFoundError, ref):
             kit.store.update_schema(ref, COLUMNS)
