@@ -53,12 +53,16 @@ class BackendUnavailableError(LoomError):
 
 
 class TableNotFoundError(BackendUnavailableError):
-    """A table that a read or a schema change needs does not exist in the store.
+    """A table that must exist (a source being read, a table whose schema is updated) does not.
+
+    Every backend raises this same class for this fault, so callers can tell "the table is
+    missing" from "the store is unreachable" without knowing the backend.
 
     Attributes:
-        table: The table (``schema.table``).
+        table: The missing table (``schema.table``).
     """
 
-    def __init__(self, table: str, where: str) -> None:
+    def __init__(self, table: str, where: str | None = None) -> None:
         self.table = table
-        super().__init__(f"table {table} does not exist at {where}")
+        location = f" at {where}" if where else ""
+        super().__init__(f"table {table} does not exist{location}")

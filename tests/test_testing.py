@@ -9,7 +9,14 @@ import pytest
 
 from loom_resources.contracts import SourceReader, SQLExecutor, StreamingSourceReader, TableDiscovery, TargetWriter
 from loom_resources.dtypes import ColumnSchema, Date, Datetime, Float64, Int32, Int64, String
-from loom_resources.errors import DataValidationError, LoomError, PredicateError, SchemaMismatchError
+from loom_resources.errors import (
+    DataValidationError,
+    LoomError,
+    PredicateError,
+    SchemaMismatchError,
+    SpecError,
+    TableNotFoundError,
+)
 from loom_resources.model import (
     AUDIT_COLUMNS,
     Backend,
@@ -21,8 +28,9 @@ from loom_resources.model import (
     WriteContext,
     WriteMode,
 )
+from loom_resources.polars_types import schema_from_polars as schema_of
 from loom_resources.predicates import col, param
-from loom_resources.testing import InMemoryTables, PolarsSQLExecutor, schema_of
+from loom_resources.testing import InMemoryTables, PolarsSQLExecutor
 
 REF = TableRef("mart", "sales")
 COLS = (
@@ -73,14 +81,22 @@ def test_discovery() -> None:
     assert not t.exists(REF)
     assert t.columns(REF) == ()
     assert t.schema(REF) is None
-    with pytest.raises(KeyError, match="mart.sales"):
+    with pytest.raises(TableNotFoundError, match="mart.sales"):
         t.get(REF)
+    with pytest.raises(TableNotFoundError, match="mart.sales"):
+        t.update_schema(REF, COLS)
     t.put(REF, frame(INITIAL))
     assert t.exists(REF)
     assert t.columns(REF) == ("id", "day", "amount")
-    assert t.schema(REF) == schema_of(frame(INITIAL))
-    t.update_schema(REF, COLS)
-    assert t.schema(REF) == COLS
+    assert t.schema(REF) == schema_of(frame(INITIAL).schema)
+    # like the real backends: update_schema adds missing nullable columns, never changes a type
+    t.update_schema(REF, COLS + (ColumnSchema("note", String()),))
+    assert t.schema(REF) == schema_of(frame(INITIAL).schema) + (ColumnSchema("note", String()),)
+    assert t.get(REF)["note"].to_list() == [None] * len(INITIAL)
+    with pytest.raises(SchemaMismatchError, match="'amount'"):
+        t.update_schema(REF, (ColumnSchema("amount", String()),))
+    with pytest.raises(SchemaMismatchError, match="'other'"):
+        t.update_schema(REF, (ColumnSchema("other", Int64(), nullable=False),))
 
 
 def test_append_creates_then_appends() -> None:
@@ -130,7 +146,7 @@ def test_replace_where() -> None:
     params = RunParams(window_start=dt.datetime(2024, 1, 2), window_end=dt.datetime(2024, 1, 4))
     t.write(frame([(30, D2, 30.0), (31, D3, None)]), s, params)
     assert rows(t) == [(1, D1, 1.0), (2, D1, 2.0), (30, D2, 30.0), (31, D3, None)]
-    with pytest.raises(ValueError, match="mart.sales"):
+    with pytest.raises(DataValidationError, match="mart.sales"):
         t.write(frame([(32, D1, 0.0)]), s, params)
     with pytest.raises(PredicateError, match="partition_start_date"):
         t.write(frame([(33, D2, 0.0)]), s, RunParams())
@@ -147,7 +163,8 @@ def test_merge() -> None:
 
 def test_history_not_simulated() -> None:
     t, s = seeded(mode=WriteMode.HISTORY, merge_keys=("id",))
-    with pytest.raises(NotImplementedError, match="history"):
+    assert WriteMode.HISTORY not in t.capabilities.write_modes
+    with pytest.raises(SpecError, match="history"):
         t.write(frame(INITIAL), s, RunParams())
 
 
@@ -209,8 +226,10 @@ def test_read_errors() -> None:
         t.read(SourceSpec(REF, predicate=col("nope").eq(1)), RunParams())
     with pytest.raises(PredicateError, match="'min'"):
         t.read(SourceSpec(REF, predicate=col("amount").gt(param("min"))), RunParams())
-    with pytest.raises(KeyError, match="mart.missing"):
+    with pytest.raises(TableNotFoundError, match="mart.missing"):
         t.read(SourceSpec(TableRef("mart", "missing")), RunParams())
+    with pytest.raises(SchemaMismatchError, match="nope"):
+        t.read(SourceSpec(REF, columns=("id", "nope")), RunParams())
 
 
 def test_read_partition_key_in_predicate() -> None:
