@@ -478,7 +478,7 @@ def _config_source(context: Any, field: str) -> Any:
     """The unresolved config value of ``field`` for the resource being initialized: the run
     config's value if the run sets it, else the definition's default (``{"env": NAME}`` for an EnvVar)."""
     key = next((k for k, d in (context.all_resource_defs or {}).items() if d is context.resource_def), None)
-    run = context.dagster_run
+    run = context.run
     if key is not None and run is not None:
         cfg = ((run.run_config or {}).get("resources") or {}).get(key) or {}
         cfg = cfg.get("config") if isinstance(cfg, Mapping) else None
@@ -520,6 +520,8 @@ def url_field_from_env(resource: Any, field: str = "url") -> bool:
         context = resource.get_resource_context()
     except Exception:  # noqa: BLE001 - not initialized by Dagster
         return False
+    from dagster import EnvVar
+
     try:
         rdef = context.resource_def
         if getattr(rdef, "configurable_resource_cls", None) is type(resource):
@@ -527,7 +529,7 @@ def url_field_from_env(resource: Any, field: str = "url") -> bool:
             return isinstance(src, Mapping) and "env" in src
         for obj in _nested_definitions(rdef):
             value = getattr(obj, "__dict__", {}).get(field)
-            if type(obj) is type(resource) and is_env_var(value) and value.get_value() == raw:
+            if type(obj) is type(resource) and isinstance(value, EnvVar) and value.get_value() == raw:
                 return True
     except Exception:  # noqa: BLE001 - unexpected context shape: not provably from the environment
         return False
