@@ -305,6 +305,7 @@ def resolve_credentials(
         environ: The environment (``os.environ``) to read ``password_env`` and ``LOOM_HOME`` from.
         url_from_env: Whether ``url_field`` came from the environment (``dagster.EnvVar``); see
             :func:`url_field_from_env`. When False, a password in ``url_field`` is refused.
+            An unresolved ``EnvVar`` object passed as ``url_field`` is read and trusted.
 
     The default is ``chdb://$LOOM_HOME/clickhouse`` (``LOOM_HOME`` defaulting to ``.loom``).
     ``password_env``, when set, wins over a password in an environment-provided URL.
@@ -314,6 +315,10 @@ def resolve_credentials(
         InvalidClickHouseURLError: the URL cannot be parsed.
         BackendUnavailableError: ``password_env`` names a variable that is not set.
     """
+    if is_env_var(url_field):
+        # a resource used outside a run still holds the EnvVar object (its str() raises, and its
+        # underlying text is the variable's name): read the variable
+        url_field, url_from_env = url_field.get_value() or "", True  # type: ignore[attr-defined]
     if url_field:
         raw, trusted = url_field, url_from_env
     elif env_url:

@@ -413,6 +413,14 @@ def test_literal_password_in_run_config_is_refused_at_run_time(monkeypatch: pyte
     assert "LiteralPasswordError" in error.to_string()
 
 
+def test_unresolved_envvar_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outside a run the field holds the EnvVar object, whose text is the variable's NAME."""
+    monkeypatch.setenv("LOOM_TEST_CH_URL", f"http://loom:{SENTINEL_URL_FORM}@ch.internal:8123/db")
+    res = _GuardedResource(url=dg.EnvVar("LOOM_TEST_CH_URL"))
+    u = res.resolved()
+    assert (u.host, u.password) == ("ch.internal", SENTINEL)
+
+
 def test_url_field_from_env_outside_dagster() -> None:
     assert not url_field_from_env(_GuardedResource(url="http://loom@h/db"))
     assert not url_field_from_env(_GuardedResource())
