@@ -54,9 +54,11 @@ __all__ = [
     "guard_url_field",
     "has_literal_password",
     "is_env_var",
+    "locate_url",
     "parse_clickhouse_url",
     "redact_url",
     "resolve_credentials",
+    "select_url",
     "url_field_from_env",
 ]
 
@@ -285,6 +287,25 @@ def _refusal(display: str) -> LiteralPasswordError:
         'holds it), or pass the whole URL from the environment: url=dagster.EnvVar("LOOM_CLICKHOUSE_URL") '
         "(or leave url empty to read $LOOM_CLICKHOUSE_URL)."
     )
+
+
+def select_url(url_field: str, env_url: str | None, environ: Mapping[str, str]) -> str:
+    """The raw URL text in use: ``url_field``, else ``$LOOM_CLICKHOUSE_URL``, else
+    ``chdb://$LOOM_HOME/clickhouse``. May contain a password: never show it; parse it."""
+    if is_env_var(url_field):
+        url_field = url_field.get_value() or ""  # type: ignore[attr-defined]
+    if url_field:
+        return url_field
+    if env_url:
+        return env_url
+    return f"chdb://{os.path.join(environ.get('LOOM_HOME', '.loom'), 'clickhouse')}"
+
+
+def locate_url(url_field: str, env_url: str | None, environ: Mapping[str, str], *, cwd: str | None = None) -> ClickHouseURL:
+    """The parsed URL in use, without the password policy and without reading ``password_env``:
+    for ``store()``/``is_embedded()``/messages, which must work even when the credentials are
+    wrong. Use :func:`resolve_credentials` to connect."""
+    return parse_clickhouse_url(select_url(url_field, env_url, environ), cwd=cwd)
 
 
 def resolve_credentials(

@@ -19,9 +19,11 @@ from loom_resources.ch_url import (
     Scrubber,
     guard_url_field,
     has_literal_password,
+    locate_url,
     parse_clickhouse_url,
     redact_url,
     resolve_credentials,
+    select_url,
     url_field_from_env,
 )
 from loom_resources.errors import BackendUnavailableError, LoomError
@@ -180,6 +182,17 @@ def test_default_is_embedded_under_loom_home(tmp_path: Path) -> None:
     u = resolve_credentials("", None, None, {"LOOM_HOME": str(tmp_path)})
     assert u == ClickHouseURL(scheme="chdb", path=str(tmp_path / "clickhouse"))
     assert resolve_credentials("", None, None, {}).path == os.path.abspath(".loom/clickhouse")
+
+
+def test_select_and_locate_url(tmp_path: Path) -> None:
+    env = {"LOOM_HOME": str(tmp_path)}
+    assert select_url("http://a/x", "http://b/y", env) == "http://a/x"
+    assert select_url("", "http://b/y", env) == "http://b/y"
+    assert select_url("", None, env) == f"chdb://{tmp_path / 'clickhouse'}"
+    # locate_url never applies the policy nor reads password_env: store() works with any credentials
+    u = locate_url(f"http://loom:{SECRET}@h:8123/db", None, env)
+    assert u.display() == "http://loom@h:8123/db"
+    assert locate_url("", None, env).display() == f"chdb://{tmp_path / 'clickhouse'}"
 
 
 def test_password_from_password_env() -> None:
