@@ -12,19 +12,21 @@ import dagster as dg
 import pytest
 from pydantic import field_validator
 
-from loom_resources.ch_url import (
-    ClickHouseURL,
-    InvalidClickHouseURLError,
-    LiteralPasswordError,
+from loom_resources.clickhouse._secrets import (
     Scrubber,
     guard_url_field,
-    has_literal_password,
     locate_url,
-    parse_clickhouse_url,
-    redact_url,
     resolve_credentials,
     select_url,
     url_field_from_env,
+)
+from loom_resources.clickhouse._url import (
+    ClickHouseURL,
+    InvalidClickHouseURLError,
+    LiteralPasswordError,
+    has_literal_password,
+    parse_clickhouse_url,
+    redact_url,
 )
 from loom_resources.errors import BackendUnavailableError, LoomError
 
@@ -444,7 +446,7 @@ def test_runtime_rebuild_detection_fails_closed(monkeypatch: pytest.MonkeyPatch,
     """guard_url_field lets Dagster's run-time rebuild (EnvVar already resolved) through by
     spotting Dagster's private ``_with_updated_values`` on the stack. Should Dagster rename it,
     EnvVar URLs with a password are refused (loudly), never literal ones accepted."""
-    import loom_resources.ch_url as ch_url
+    import loom_resources.clickhouse._secrets as ch_url
 
     monkeypatch.setenv("LOOM_TEST_CH_URL", f"http://loom:{SENTINEL_URL_FORM}@ch.internal:8123/db")
     res = _GuardedResource(url=dg.EnvVar("LOOM_TEST_CH_URL"))

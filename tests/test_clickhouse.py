@@ -156,11 +156,16 @@ def test_wrong_password_error_never_echoes_it(monkeypatch: pytest.MonkeyPatch, c
         assert secret not in text
         import base64
         assert base64.b64encode(f"loom:{secret}".encode()).decode() not in text
-        # a password carried in the URL is scrubbed the same way
-        r2 = ClickHouseResource(url=f"http://loom:{secret}@127.0.0.1:{server.server_address[1]}/default", connect_timeout_s=2)
+        # a password carried in a URL from the environment is scrubbed the same way
+        monkeypatch.setenv("LOOM_CLICKHOUSE_URL", f"http://loom:{secret}@127.0.0.1:{server.server_address[1]}/default")
+        r2 = ClickHouseResource(connect_timeout_s=2)
         with pytest.raises(BackendUnavailableError) as info2:
             r2.exists(TableRef("a", "b"))
         assert secret not in str(info2.value) and secret not in r2.store()
+        # written literally in code, it is refused before anything connects, without echoing it
+        with pytest.raises(BackendUnavailableError, match="password_env") as info3:
+            ClickHouseResource(url=f"http://loom:{secret}@127.0.0.1:{server.server_address[1]}/default")
+        assert secret not in str(info3.value)
     finally:
         server.shutdown()
 

@@ -9,7 +9,6 @@ ends, and turns "path already held" into a :class:`BackendUnavailableError` that
 
 from __future__ import annotations
 
-import base64
 import os
 import shutil
 import time
@@ -21,10 +20,19 @@ from urllib.parse import urlparse
 import pyarrow as pa
 from dagster import ConfigurableResource, InitResourceContext
 from pydantic import Field as PydanticField
-from pydantic import PrivateAttr
+from pydantic import PrivateAttr, field_validator
 
+from loom_resources.clickhouse._secrets import (
+    Scrubber,
+    guard_url_field,
+    locate_url,
+    resolve_credentials,
+    select_url,
+    url_field_from_env,
+)
 from loom_resources.clickhouse._spool import forget_spool
 from loom_resources.clickhouse._sql import qt
+from loom_resources.clickhouse._url import ENV_URL, ClickHouseURL
 from loom_resources.errors import BackendUnavailableError, LoomError
 from loom_resources.model import TableRef
 
@@ -67,23 +75,28 @@ class ClickHouseConnection(ConfigurableResource):
 
     _client: Any = PrivateAttr(default=None)
     _spools: list[str] = PrivateAttr(default_factory=list)
-    _secrets: list[str] = PrivateAttr(default_factory=list)
+    _scrubber: Scrubber = PrivateAttr(default_factory=Scrubber)
+
+    @field_validator("url", mode="before")
+    @classmethod
+    def _no_literal_password(cls, value: Any) -> Any:
+        """Refuse a password written literally into a URL in code (Dagster would store it)."""
+        return guard_url_field(value)
 
     # -- connection ----------------------------------------------------------------------
 
+    def location(self) -> ClickHouseURL:
+        """The parsed URL in use (``url``, else ``$LOOM_CLICKHOUSE_URL``, else the embedded
+        engine under ``$LOOM_HOME``), without applying the password policy."""
+        return locate_url(self.url, os.environ.get(ENV_URL), os.environ)
+
     def resolved_url(self) -> str:
-        """The URL in use (resolved from the environment when ``url`` is empty)."""
-        url = self.url or os.environ.get("LOOM_CLICKHOUSE_URL", "")
-        if not url:
-            home = Path(os.environ.get("LOOM_HOME", ".loom")).absolute()
-            url = f"chdb://{home / 'clickhouse'}"
-        if url.startswith("chdb://") and not url.startswith("chdb:///"):
-            url = f"chdb://{Path(url[len('chdb://'):]).absolute()}"
-        return url
+        """The URL in use, without credentials."""
+        return self.location().display()
 
     def is_embedded(self) -> bool:
         """Whether the URL selects the embedded engine (one process per path, one path per process)."""
-        return self.resolved_url().startswith("chdb:")
+        return self.location().is_embedded
 
     def single_process(self) -> bool:
         """Whether only one process at a time may use this store (the embedded engine)."""
@@ -91,30 +104,11 @@ class ClickHouseConnection(ConfigurableResource):
 
     def store(self) -> str:
         """The store's URL without credentials, for metadata and relation markers."""
-        p = urlparse(self.resolved_url())
-        if p.scheme == "chdb":
-            return f"chdb://{p.path}"
-        host = p.hostname or "localhost"
-        port = f":{p.port}" if p.port else ""
-        user = f"{p.username}@" if p.username else ""
-        return f"{p.scheme}://{user}{host}{port}{p.path}"
-
-    def _password(self, parsed_password: str | None) -> str:
-        if self.password_env:
-            pw = os.environ.get(self.password_env)
-            if pw is None:
-                raise BackendUnavailableError(
-                    f"ClickHouse password variable {self.password_env!r} is not set in the environment"
-                )
-            return pw
-        return parsed_password or ""
+        return self.location().display()
 
     def scrub(self, text: str) -> str:
-        """Replace every known secret in ``text`` with ``***``."""
-        for s in self._secrets:
-            if s:
-                text = text.replace(s, "***")
-        return text
+        """Replace every known form of a secret in ``text`` with ``***``."""
+        return self._scrubber.scrub(text)
 
     def client(self) -> Any:
         """The clickhouse-connect client, opened on first use."""
@@ -122,33 +116,27 @@ class ClickHouseConnection(ConfigurableResource):
             return self._client
         import clickhouse_connect
 
-        url = self.resolved_url()
-        p = urlparse(url)
         err: LoomError | None = None
         try:
-            if p.scheme == "chdb":
-                Path(p.path).mkdir(parents=True, exist_ok=True)
-                self._client = self._open_embedded(clickhouse_connect, p.path)
-            elif p.scheme in ("http", "https"):
-                password = self._password(p.password)
-                user = p.username or "default"
-                self._secrets = [x for x in {password, p.password or ""} if x]
-                self._secrets += [base64.b64encode(f"{user}:{x}".encode()).decode() for x in self._secrets]
+            env_url = os.environ.get(ENV_URL)
+            url = resolve_credentials(self.url, env_url, self.password_env, os.environ,
+                                      url_from_env=url_field_from_env(self))
+            self._scrubber = Scrubber.for_url(url, select_url(self.url, env_url, os.environ))
+            if url.is_embedded:
+                Path(url.path).mkdir(parents=True, exist_ok=True)
+                self._client = self._open_embedded(clickhouse_connect, url.path)
+            else:
                 self._client = clickhouse_connect.get_client(
-                    interface=p.scheme,
-                    host=p.hostname or "localhost",
-                    port=p.port,
-                    username=user,
-                    password=password,
-                    database=(p.path.strip("/") or None),
+                    interface=url.scheme,
+                    host=url.host or "localhost",
+                    port=url.effective_port,
+                    username=url.user_or_default,
+                    password=url.password or "",
+                    database=url.database,
                     connect_timeout=self.connect_timeout_s,
                     send_receive_timeout=self.send_receive_timeout_s,
                     query_retries=0,
                     autogenerate_session_id=False,
-                )
-            else:
-                err = BackendUnavailableError(
-                    f"unsupported ClickHouse URL scheme {p.scheme!r} in {self.store()}: use chdb:// or http(s)://"
                 )
         except LoomError as exc:
             err = exc

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
-from urllib.parse import urlparse
 
 import polars as pl
 import pyarrow as pa
@@ -110,7 +109,7 @@ def arrow_batches(conn: ClickHouseConnection, sql: str) -> Iterator[pa.RecordBat
     import chdb
 
     conn.client()  # open (or fail clearly on) the engine path first
-    handle = chdb.connect(os.path.realpath(urlparse(conn.resolved_url()).path))
+    handle = chdb.connect(os.path.realpath(conn.location().path))
     result = None
     try:
         result = handle.send_query(sql, "Arrow")
