@@ -1,9 +1,11 @@
 """Loom runtime: the table model, the runtime contracts and the storage backends.
 
-Public surface: everything in ``__all__``. Backend resources are imported lazily by their
-modules (``loom_resources.delta``, ``loom_resources.clickhouse``) so that importing the table
-model stays cheap.
+Public surface: everything in ``__all__``. The Dagster resources (``DeltaResource``,
+``ClickHouseResource``, ``LoomIOManager``) and ``InMemoryTables`` are imported on first access,
+so importing the table model stays cheap.
 """
+
+from typing import Any
 
 from loom_resources.contracts import SourceReader, SQLExecutor, StreamingSourceReader, TableDiscovery, TargetWriter
 from loom_resources.dtypes import (
@@ -42,6 +44,7 @@ from loom_resources.errors import (
     PredicateError,
     SchemaMismatchError,
     SpecError,
+    TableNotFoundError,
     UnsupportedTypeError,
 )
 from loom_resources.model import (
@@ -60,7 +63,26 @@ from loom_resources.model import (
 from loom_resources.predicates import Predicate, col, param
 from loom_resources.sql import PolarsSQLExecutor
 
+_LAZY = {
+    "DeltaResource": "loom_resources.delta",
+    "ClickHouseResource": "loom_resources.clickhouse",
+    "LoomIOManager": "loom_resources.io_manager",
+    "InMemoryTables": "loom_resources.testing",
+    "Capabilities": "loom_resources.capabilities",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import the resources on first access."""
+    if name not in _LAZY:
+        raise AttributeError(f"module 'loom_resources' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(_LAZY[name]), name)
+
+
 __all__ = [
+    "Capabilities", "ClickHouseResource", "DeltaResource", "InMemoryTables", "LoomIOManager", "TableNotFoundError",
     "Backend", "BackendUnavailableError", "Binary", "Boolean", "Categorical", "ClickHouseTableOptions",
     "ColumnSchema", "DataType", "DataValidationError", "Date", "Datetime", "Decimal", "Duration", "Enum",
     "Field", "Float32", "Float64", "HistoryOptions", "Int8", "Int16", "Int32", "Int64", "List", "LoomError",
