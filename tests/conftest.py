@@ -10,8 +10,12 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from loom_resources.delta import DeltaResource
 
 
 @pytest.fixture(scope="session")
@@ -40,3 +44,63 @@ def chdb_url(loom_home: Path) -> str:
 def unique_schema() -> str:
     """A schema (database) name unique to the test, for isolation in shared stores."""
     return "t_" + uuid.uuid4().hex[:10]
+
+
+_S3_CREDS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1"}
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A moto S3 server on 127.0.0.1 for the session, in a child process: some delta-rs calls
+    hold the GIL while they wait for the server, so an in-process threaded server would
+    deadlock them until they time out."""
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(endpoint + "/moto-api/", timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("moto server did not start") from None
+                time.sleep(0.1)
+        yield endpoint
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def s3_delta_resource(endpoint: str, prefix: str = "lake") -> DeltaResource:
+    """A DeltaResource rooted in a fresh bucket of the moto server at ``endpoint``."""
+    import boto3
+
+    from loom_resources.delta import DeltaResource
+
+    bucket = f"{prefix}-" + uuid.uuid4().hex[:8]
+    boto3.client(
+        "s3", endpoint_url=endpoint, region_name="us-east-1",
+        aws_access_key_id="testing", aws_secret_access_key="testing",
+    ).create_bucket(Bucket=bucket)
+    return DeltaResource(
+        root=f"s3://{bucket}/loom",
+        storage_options={**_S3_CREDS, "AWS_ENDPOINT_URL": endpoint, "AWS_ALLOW_HTTP": "true", "conditional_put": "etag"},
+    )

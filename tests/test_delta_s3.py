@@ -8,17 +8,10 @@ are safe.
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-import uuid
-from collections.abc import Iterator
-
 import boto3
 import polars as pl
 import pytest
+from conftest import s3_delta_resource
 from test_delta import (  # noqa: F401  (re-exported so pytest runs them with the S3 fixture)
     D1,
     frame,
@@ -58,52 +51,10 @@ from loom_resources.delta import DeltaResource
 from loom_resources.errors import BackendUnavailableError
 from loom_resources.model import RunParams
 
-_CREDS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    # moto runs in its own process: some delta-rs calls hold the GIL while they wait for the
-    # server, so an in-process (threaded) moto server would deadlock them until they time out.
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(endpoint + "/moto-api/", timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("moto server did not start") from None
-                time.sleep(0.1)
-        yield endpoint
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
 
 @pytest.fixture
 def delta(s3_endpoint: str) -> DeltaResource:
-    bucket = "lake-" + uuid.uuid4().hex[:8]
-    boto3.client(
-        "s3", endpoint_url=s3_endpoint, region_name="us-east-1",
-        aws_access_key_id="testing", aws_secret_access_key="testing",
-    ).create_bucket(Bucket=bucket)
-    return DeltaResource(
-        root=f"s3://{bucket}/loom",
-        storage_options={**_CREDS, "AWS_ENDPOINT_URL": s3_endpoint, "AWS_ALLOW_HTTP": "true", "conditional_put": "etag"},
-    )
+    return s3_delta_resource(s3_endpoint)
 
 
 def test_files_land_in_the_bucket(delta: DeltaResource, s3_endpoint: str) -> None:

@@ -36,7 +36,7 @@ from loom_resources.model import (
 )
 from loom_resources.plan import WritePlan, plan_write
 from loom_resources.polars_types import polars_schema, schema_from_polars, to_expr
-from loom_resources.predicates import check_columns
+from loom_resources.reading import apply_source
 from loom_resources.sql import PolarsSQLExecutor
 
 __all__ = ["InMemoryTables", "PolarsSQLExecutor"]
@@ -122,17 +122,7 @@ class InMemoryTables:
             PredicateError: the predicate names an unknown column or an unbound parameter.
             SchemaMismatchError: the projection names an unknown column.
         """
-        lf = self.get(spec.ref).lazy()
-        known = self.columns(spec.ref)
-        if spec.predicate is not None:
-            check_columns(spec.predicate, known, table=str(spec.ref))
-            lf = lf.filter(to_expr(spec.predicate.bind(params.bindings())))
-        if spec.columns is not None:
-            unknown = sorted(set(spec.columns) - set(known))
-            if unknown:
-                raise SchemaMismatchError(str(spec.ref), [f"projected column(s) {unknown} do not exist"])
-            lf = lf.select(list(spec.columns))
-        return lf
+        return apply_source(self.get(spec.ref).lazy(), spec, params, self.columns(spec.ref))
 
     def read_streaming(self, spec: SourceSpec, params: RunParams, /) -> pl.LazyFrame:
         """Same as :meth:`read`; in-memory tables are already in memory."""
