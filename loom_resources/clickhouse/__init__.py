@@ -13,13 +13,17 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import polars as pl
+from dagster import get_dagster_logger
 
 from loom_resources.capabilities import Capabilities
 from loom_resources.clickhouse._client import ClickHouseConnection
 from loom_resources.clickhouse._discovery import ch_columns, stored_schema, table_engine
+from loom_resources.clickhouse._ledger import LEDGER_SCHEMA
+from loom_resources.clickhouse._publish import recover
 from loom_resources.clickhouse._pushdown import ClickHouseQuery, ClickHouseRelation, execute_sql, runs_inside
 from loom_resources.clickhouse._read import read_sql, source_sql
 from loom_resources.clickhouse._sql import qi, qt
+from loom_resources.clickhouse._sweep import sweep_staging
 from loom_resources.clickhouse._types import storable, to_clickhouse
 from loom_resources.dtypes import ColumnSchema, Schema
 from loom_resources.errors import SchemaMismatchError, TableNotFoundError
@@ -46,8 +50,29 @@ class ClickHouseResource(ClickHouseConnection):
     capabilities: ClassVar[Capabilities] = Capabilities(
         write_modes=frozenset({WriteMode.APPEND, WriteMode.OVERWRITE, WriteMode.REPLACE_PARTITIONS, WriteMode.MERGE}),
         sql_dialect="clickhouse",
-        reserved_schemas=frozenset({"system", "INFORMATION_SCHEMA", "information_schema"}),
+        reserved_schemas=frozenset({"system", "INFORMATION_SCHEMA", "information_schema", LEDGER_SCHEMA}),
     )
+
+    # -- recovery ---------------------------------------------------------------------------
+
+    def recover(self) -> list[str]:
+        """Complete the publications that killed writes left half done, once per connection;
+        returns what was completed. Runs before this resource first reads or writes."""
+        if self._recovered:
+            return []
+        done = recover(self)
+        swept = sweep_staging(self, self.stale_after_s)
+        self._recovered = True
+        log = get_dagster_logger()
+        for line in done + [f"dropped stale staging table {t}" for t in swept]:
+            log.info(f"ClickHouse at {self.store()}: {line}")
+        return done + swept
+
+    def sweep(self, min_age_s: float | None = None) -> list[str]:
+        """Drop staging tables of dead writes older than ``min_age_s`` (default
+        ``stale_after_s``); returns the dropped tables."""
+        recover(self)
+        return sweep_staging(self, self.stale_after_s if min_age_s is None else min_age_s)
 
     # -- discovery -------------------------------------------------------------------------
 
@@ -116,6 +141,7 @@ class ClickHouseResource(ClickHouseConnection):
     def read(self, spec: SourceSpec, params: RunParams, /) -> pl.LazyFrame:
         """The source's projection and predicate, queried in ClickHouse (collapsing engines read
         with FINAL). The rows are fetched now, as Arrow; use :meth:`read_streaming` for large sources."""
+        self.recover()
         sql, schema = source_sql(self, spec, params)
         return read_sql(self, sql, schema, streaming=False)
 
@@ -126,6 +152,7 @@ class ClickHouseResource(ClickHouseConnection):
         (:meth:`close`), on success and on failure. An empty result gives an empty frame with
         the table's schema.
         """
+        self.recover()
         sql, schema = source_sql(self, spec, params)
         return read_sql(self, sql, schema, streaming=True)
 
@@ -169,6 +196,7 @@ class ClickHouseResource(ClickHouseConnection):
         if spec.backend.value != "clickhouse":
             raise ValueError(f"table {spec.ref} is declared for backend {spec.backend.value!r}, not clickhouse")
         self.capabilities.check(spec, "clickhouse")
+        self.recover()
         return write_frame(self, frame, spec, params, streaming=streaming, write_ctx=write_ctx,
                            resource_audit=self.audit_columns, batch_rows=self.insert_batch_rows)
 
@@ -181,9 +209,10 @@ class ClickHouseResource(ClickHouseConnection):
     def maintain(self, ref: TableRef, spec: TargetSpec | None = None) -> str:
         """Routine maintenance of one table: ``OPTIMIZE ... FINAL`` for merge tables (collapses
         replaced rows); returns a one-line summary for the maintenance job's log."""
+        swept = self.sweep()
         if spec is None or spec.mode is not WriteMode.MERGE:
-            return f"skip {ref}: nothing to maintain"
+            return f"{ref}: nothing to optimize; swept {len(swept)} stale staging table(s)"
         if not self.exists(ref):
             return f"skip {ref}: not materialized yet"
         self.optimize_final(ref)
-        return f"OPTIMIZE TABLE {ref} FINAL done"
+        return f"OPTIMIZE TABLE {ref} FINAL done; swept {len(swept)} stale staging table(s)"

@@ -73,7 +73,14 @@ class ClickHouseConnection(ConfigurableResource):
         default=False, description="Add _loom_* audit columns to every table this resource writes."
     )
 
+    stale_after_s: float = PydanticField(
+        default=3600.0,
+        description="Staging tables of writes older than this many seconds that no unfinished publication needs are "
+        "dropped by the sweep (at first use and in the maintenance job); younger ones may belong to a live write.",
+    )
+
     _client: Any = PrivateAttr(default=None)
+    _recovered: bool = PrivateAttr(default=False)
     _spools: list[str] = PrivateAttr(default_factory=list)
     _scrubber: Scrubber = PrivateAttr(default_factory=Scrubber)
 
@@ -153,8 +160,10 @@ class ClickHouseConnection(ConfigurableResource):
         while True:
             try:
                 return clickhouse_connect.get_client(dsn=f"chdb://{path}")
-            except Exception:
-                if time.monotonic() >= deadline or not _held_elsewhere(f"chdb://{path}"):
+            except Exception as exc:
+                # another process holds the path, or is starting on it and has not locked it yet
+                racing = "Error initializing EmbeddedServer" in str(exc)
+                if time.monotonic() >= deadline or not (racing or _held_elsewhere(f"chdb://{path}")):
                     raise
             time.sleep(0.25)
 
@@ -184,6 +193,7 @@ class ClickHouseConnection(ConfigurableResource):
     def close(self) -> None:
         """Close the client (releasing an embedded path) and delete this resource's spool files."""
         client, self._client = self._client, None
+        self._recovered = False
         if client is not None:
             try:
                 client.close()

@@ -3,7 +3,6 @@ with deduplication tokens, and publishing the staged rows by the write mode."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 
 import polars as pl
@@ -11,6 +10,7 @@ import pyarrow as pa
 
 from loom_resources.clickhouse._client import ClickHouseConnection
 from loom_resources.clickhouse._discovery import ch_columns, stored_schema, table_engine
+from loom_resources.clickhouse._publish import marker, publish, staging_ref
 from loom_resources.clickhouse._sql import ch_columns as ddl_columns
 from loom_resources.clickhouse._sql import create_table_sql, engine_clause, lit, qi, qt, render
 from loom_resources.clickhouse._types import from_clickhouse, to_clickhouse
@@ -37,6 +37,7 @@ class Stage:
             tuple(ColumnSchema(n, *from_clickhouse(t)) for n, t in self.stored_ch) if self.engine is not None else None
         )
         self.staging: TableRef | None = None
+        self.publishing = False
         if self.engine is not None and spec.mode is WriteMode.MERGE and "Replacing" not in self.engine:
             raise SpecError(
                 f"table {self.table} exists with engine {self.engine.split(' ')[0]}; merge needs a ReplacingMergeTree "
@@ -62,16 +63,6 @@ class Stage:
     def ensure_database(self) -> None:
         self.res.command(f"CREATE DATABASE IF NOT EXISTS {qi(self.ref.schema)}", what=f"create database {self.ref.schema}")
 
-    def create_target(self, cols: list[tuple[str, str]]) -> None:
-        """Create the target if missing (an empty table is the state before any write)."""
-        if self.engine is None:
-            self.res.command(
-                create_table_sql(self.ref, cols, engine_clause(self.spec)).replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS", 1),
-                what=f"create table {self.table}",
-            )
-            self.engine = table_engine(self.res, self.ref) or ""
-            self.stored_ch = ch_columns(self.res, self.ref)
-
     def add_columns(self, new_cols: Schema) -> None:
         if not new_cols:
             return
@@ -84,13 +75,19 @@ class Stage:
                 )
 
     def create_staging(self, cols: list[tuple[str, str]]) -> TableRef:
-        name = f"_loom_stage_{self.ref.table[:40]}_{uuid.uuid4().hex[:10]}"
-        self.staging = TableRef(self.ref.schema, name)
-        self.res.command(create_table_sql(self.staging, cols, self.engine_sql()), what=f"create staging table for {self.table}")
+        """Create this attempt's staging table (tagged with the write, so the sweep and a
+        retry can tell whose it is)."""
+        token = self.plan.app_id if self.plan is not None else None
+        self.staging = staging_ref(self.ref, token)
+        comment = f" COMMENT {lit(marker(token))}" if token else ""
+        self.res.command(create_table_sql(self.staging, cols, self.engine_sql()) + comment,
+                         what=f"create staging table for {self.table}")
         return self.staging
 
     def drop_staging(self) -> None:
-        if self.staging is not None:
+        """Drop the staging table, unless its publication started: then the ledger needs it to
+        complete the publication on a retry (or when a resource next starts)."""
+        if self.staging is not None and not self.publishing:
             try:
                 self.res.command(f"DROP TABLE IF EXISTS {qt(self.staging)} SYNC", what="drop staging table")
             finally:
@@ -120,80 +117,54 @@ class Stage:
 
     # -- inserting --------------------------------------------------------------------------
 
-    def token(self, part: str) -> str:
-        app_id = self.plan.app_id if self.plan is not None else None
-        if app_id is None:
-            # a random token disables content-hash deduplication of identical, separate appends
-            return f"loom-{uuid.uuid4().hex}-{part}"
-        return f"{app_id}-{part}"
-
-    def insert_batches(self, into: TableRef, batches: Iterator[pa.Table], *, dedup: bool) -> int:
+    def insert_batches(self, into: TableRef, batches: Iterator[pa.Table]) -> int:
+        """Insert Arrow batches; returns the rows inserted."""
         rows = 0
-        for i, batch in enumerate(batches):
+        for batch in batches:
             if batch.num_rows == 0:
                 continue
-            settings = {"insert_deduplication_token": self.token(str(i))} if dedup else {}
-            self.res.insert_arrow(into, batch, settings=settings)
+            self.res.insert_arrow(into, batch)
             rows += batch.num_rows
         return rows
 
-    def publish_from_staging(self, new_cols: Schema, values: PartitionValues) -> PartitionValues:
-        """Move the staging table's rows into the target according to the mode."""
+    def check_replace_scope(self, values: PartitionValues) -> None:
+        """Refuse a replace whose staged partitions would remove rows of partitions the run does
+        not own (a ``PARTITION BY`` coarser than the run's partitions)."""
+        assert self.staging is not None
+        if self.engine is None:
+            return
+        staged = [str(r[0]) for r in self.res.query_rows(
+            f"SELECT DISTINCT _partition_id FROM {qt(self.staging)}", what="list staged partitions")]
+        if not staged:
+            return
+        outside = f"NOT {render(partition_predicate(values))}" if values else "false"
+        ids = ", ".join(lit(p) for p in staged)
+        foreign = self.res.query_rows(
+            f"SELECT count() FROM {qt(self.ref)} WHERE _partition_id IN ({ids}) AND {outside}", what="check partitions"
+        )[0][0]
+        if foreign:
+            raise DataValidationError(
+                self.table, ",".join(self.spec.partition_by),
+                f"the table's PARTITION BY is coarser than the run's partitions: replacing would remove {foreign} "
+                "row(s) of other partitions",
+            )
+
+    def publish(self, new_cols: Schema, values: PartitionValues, rows: int) -> PartitionValues:
+        """Publish the complete staging table exactly once (see :mod:`._publish`); returns the
+        partitions written."""
         assert self.staging is not None
         mode = self.spec.mode
-        if table_engine(self.res, self.ref) is None and mode in (WriteMode.APPEND, WriteMode.MERGE):
-            # an empty target first, so the INSERT below records its deduplication token for retries
-            self.res.command(f"CREATE TABLE IF NOT EXISTS {qt(self.ref)} AS {qt(self.staging)}", what=f"create table {self.table}")
-        if table_engine(self.res, self.ref) is None:
-            # no table yet: the staging table becomes it
-            parts = self.staged_partitions() if mode is WriteMode.REPLACE_PARTITIONS else ()
-            self.res.command(f"RENAME TABLE {qt(self.staging)} TO {qt(self.ref)}", what=f"publish {self.table}")
-            self.staging = None
-            return parts
-        if mode is WriteMode.OVERWRITE:
-            self.res.command(f"EXCHANGE TABLES {qt(self.staging)} AND {qt(self.ref)}", what=f"swap in {self.table}")
-            return ()
-        self.add_columns(new_cols)
-        if mode in (WriteMode.APPEND, WriteMode.MERGE):
-            cols = ", ".join(qi(n) for n, _ in ch_columns(self.res, self.staging))
-            self.res.command(
-                f"INSERT INTO {qt(self.ref)} ({cols}) SELECT {cols} FROM {qt(self.staging)}",
-                what=f"insert into {self.table}",
-                settings={"insert_deduplication_token": self.token("staged")},
-            )
-            return ()
-        return self.replace_partitions(values)
-
-    def replace_partitions(self, values: PartitionValues) -> PartitionValues:
-        assert self.staging is not None
-        st, tg = qt(self.staging), qt(self.ref)
-        staged = [str(r[0]) for r in self.res.query_rows(f"SELECT DISTINCT _partition_id FROM {st}", what="list staged partitions")]
-        run_filter = render(partition_predicate(values)) if values else None
-        if staged:
-            # a PARTITION BY coarser than the run's partitions would replace rows the run does not own
-            outside = f"NOT {run_filter}" if run_filter else "false"
-            ids = ", ".join(lit(p) for p in staged)
-            foreign = self.res.query_rows(
-                f"SELECT count() FROM {tg} WHERE _partition_id IN ({ids}) AND {outside}", what="check partitions"
-            )[0][0]
-            if foreign:
-                raise DataValidationError(
-                    self.table, ",".join(self.spec.partition_by),
-                    f"the table's PARTITION BY is coarser than the run's partitions: replacing would remove {foreign} "
-                    "row(s) of other partitions",
-                )
-        for pid in staged:
-            self.res.command(
-                f"ALTER TABLE {tg} REPLACE PARTITION ID {lit(pid)} FROM {st}", what=f"replace partition {pid} of {self.table}"
-            )
-        if run_filter:
-            emptied = self.res.query_rows(
-                f"SELECT DISTINCT _partition_id FROM {tg} WHERE {run_filter}", what="list emptied partitions"
-            )
-            for (pid,) in emptied:
-                if str(pid) not in staged:
-                    self.res.command(f"ALTER TABLE {tg} DROP PARTITION ID {lit(str(pid))}", what=f"drop partition {pid}")
-        return self.staged_partitions() or values
+        parts = self.staged_partitions() if mode is WriteMode.REPLACE_PARTITIONS else ()
+        if mode is WriteMode.REPLACE_PARTITIONS:
+            self.check_replace_scope(values)
+        if mode is not WriteMode.OVERWRITE and self.engine is not None:
+            self.add_columns(new_cols)
+        run_filter = render(partition_predicate(values)) if values and mode is WriteMode.REPLACE_PARTITIONS else ""
+        token = self.plan.app_id if self.plan is not None else None
+        self.publishing = token is not None
+        publish(self.res, self.ref, self.staging, mode, token, rows, run_filter)
+        self.publishing = False
+        return parts or (values if mode is WriteMode.REPLACE_PARTITIONS else ())
 
     def staged_partitions(self) -> PartitionValues:
         assert self.staging is not None
@@ -203,10 +174,11 @@ class Stage:
         )
         return tuple(dict(zip(self.spec.partition_by, r, strict=True)) for r in parts)
 
-    def result(self, rows: int, streaming: bool, partitions: PartitionValues, *, sql_engine: str | None = None) -> WriteResult:
+    def result(self, rows: int, streaming: bool, partitions: PartitionValues, *, sql_engine: str | None = None,
+               skipped: bool = False) -> WriteResult:
         """The typed result, with the stored schema read back."""
         schema = stored_schema(self.res, self.ref) or ()
         return WriteResult(
             table=self.ref, uri=self.res.uri(self.ref), rows_written=rows, mode=self.spec.mode, streaming=streaming,
-            version=None, schema=schema, partitions=tuple(partitions), sql_engine=sql_engine,
+            version=None, schema=schema, partitions=tuple(partitions), sql_engine=sql_engine, skipped=skipped,
         )

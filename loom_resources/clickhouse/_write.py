@@ -1,18 +1,19 @@
 """How the ClickHouse resource executes a write plan.
 
-- ``append`` / ``merge``, eager: validate the whole frame, then insert it into the table in
-  ``insert_batch_rows`` batches, each with a deduplication token derived from the write
-  context, so a retried step does not duplicate rows. ``merge`` tables are ReplacingMergeTree
-  on the merge keys and are read with FINAL, so a newer row replaces the older one.
-- ``append`` / ``merge``, streaming or from a pushed-down query: load a staging table batch by
-  batch (each batch validated first), then one ``INSERT INTO target SELECT`` with a token, so a
-  failure mid-stream leaves the target unchanged.
-- ``overwrite``: load a staging table, then ``EXCHANGE TABLES`` (atomic for readers).
-- ``replace_partitions``: load a staging table with the target's structure, then ``ALTER TABLE
-  ... REPLACE PARTITION ID ... FROM staging`` per partition (atomic per partition); a run
+Every mode loads a staging table with the target's structure first (eager: the whole frame is
+validated before; streaming: each batch is validated before it is inserted), so a failure
+before publication leaves the target unchanged. The staged rows are then published exactly
+once (:mod:`._publish`):
+
+- ``append`` / ``merge``: ``MOVE PARTITION ... TO TABLE`` per partition (``merge`` tables are
+  ReplacingMergeTree on the merge keys and are read with FINAL);
+- ``overwrite``: ``EXCHANGE TABLES`` (atomic for the whole table);
+- ``replace_partitions``: ``REPLACE PARTITION ... FROM staging`` per partition, and a run
   partition without rows is dropped. No DELETE mutations.
 
-The staging table is always dropped, on success and on failure.
+A retried write that was already published is skipped; one that was staged but not fully
+published completes the earlier publication. The staging table is dropped on success and on
+failure before publication.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import polars as pl
 import pyarrow as pa
 
 from loom_resources.clickhouse._client import ClickHouseConnection
+from loom_resources.clickhouse._publish import complete, previous
 from loom_resources.clickhouse._pushdown import ClickHouseQuery
 from loom_resources.clickhouse._sql import lit, qi, qt, render
 from loom_resources.clickhouse._stage import Stage
@@ -84,21 +86,17 @@ def write_frame(
     values = plan.run_partitions
     batch_rows = max(1, batch_rows)
 
+    done = _earlier_attempt(w)
+    if done is not None:
+        return done
     if not plan.streaming:
         # eager path: the whole frame is validated before the table is touched
         df = conformed.frame.collect() if isinstance(conformed.frame, pl.LazyFrame) else conformed.frame
         plan.validate(df)
-        w.ensure_database()
-        if spec.mode in (WriteMode.APPEND, WriteMode.MERGE):
-            w.create_target(target_cols)
-            w.add_columns(conformed.new_columns)
-            rows = w.insert_batches(spec.ref, _arrow_batches(df, batch_rows), dedup=True)
-            return w.result(rows, False, ())
         batches: Iterator[pl.DataFrame] = iter([df])
     else:
-        w.ensure_database()
         batches = iter(conformed.frame.lazy().collect_batches(chunk_size=batch_rows, engine="streaming"))
-
+    w.ensure_database()
     try:
         w.create_staging(target_cols)
         assert w.staging is not None
@@ -106,13 +104,29 @@ def write_frame(
         for df in batches:
             if plan.streaming:
                 plan.validate(df)
-            rows += w.insert_batches(w.staging, _arrow_batches(df, batch_rows), dedup=False)
+            rows += w.insert_batches(w.staging, _arrow_batches(df, batch_rows))
         if plan.streaming and spec.mode is WriteMode.MERGE:
             _check_staged_keys(w)
-        partitions = w.publish_from_staging(conformed.new_columns, values)
+        partitions = w.publish(conformed.new_columns, values, rows)
     finally:
         w.drop_staging()
     return w.result(rows, plan.streaming, partitions)
+
+
+def _earlier_attempt(w: Stage) -> WriteResult | None:
+    """The result of an earlier attempt of this logical write: skipped when it was published,
+    completed when it was staged but its publication was interrupted."""
+    plan = w.plan
+    token = plan.app_id if plan is not None else None
+    if plan is None or token is None:
+        return None
+    entry = previous(w.res, w.ref, token)
+    if entry is None:
+        return None
+    if entry.state == "staged":
+        complete(w.res, entry)
+        return w.result(entry.rows, plan.streaming, ())
+    return w.result(0, plan.streaming, (), skipped=True)
 
 
 def _check_staged_keys(w: Stage) -> None:
@@ -139,6 +153,9 @@ def _write_query(
         probe = with_audit_columns(probe, spec, ctx)  # type: ignore[assignment]
     conformed = conform(probe, spec, w.stored, storable=storable)
     values = plan.run_partitions
+    done = _earlier_attempt(w)
+    if done is not None:
+        return done
     w.ensure_database()
     target_cols = w.target_columns(conformed.new_columns)
     select_cols = [c.name for c in conformed.columns]
@@ -179,7 +196,7 @@ def _write_query(
                 )
         if spec.mode is WriteMode.MERGE:
             _check_staged_keys(w)
-        partitions = w.publish_from_staging(conformed.new_columns, values)
+        partitions = w.publish(conformed.new_columns, values, rows)
     finally:
         w.drop_staging()
     return w.result(rows, True, partitions, sql_engine=ClickHouseQuery.engine_name)
