@@ -44,6 +44,7 @@ from loom_resources.errors import (
     PredicateError,
     SchemaMismatchError,
     SpecError,
+    StoreFullError,
     TableNotFoundError,
     UnsupportedTypeError,
 )
@@ -82,7 +83,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "Capabilities", "ClickHouseResource", "DeltaResource", "InMemoryTables", "LoomIOManager", "TableNotFoundError",
+    "Capabilities", "ClickHouseResource", "DeltaResource", "InMemoryTables", "LoomIOManager", "StoreFullError", "TableNotFoundError",
     "Backend", "BackendUnavailableError", "Binary", "Boolean", "Categorical", "ClickHouseTableOptions",
     "ColumnSchema", "DataType", "DataValidationError", "Date", "Datetime", "Decimal", "Duration", "Enum",
     "Field", "Float32", "Float64", "HistoryOptions", "Int8", "Int16", "Int32", "Int64", "List", "LoomError",

@@ -66,3 +66,7 @@ class TableNotFoundError(BackendUnavailableError):
         self.table = table
         location = f" at {where}" if where else ""
         super().__init__(f"table {table} does not exist{location}")
+
+
+class StoreFullError(LoomError):
+    """A store ran out of disk (or quota) during a write; nothing was published."""

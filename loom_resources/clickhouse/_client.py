@@ -33,7 +33,7 @@ from loom_resources.clickhouse._secrets import (
 from loom_resources.clickhouse._spool import forget_spool
 from loom_resources.clickhouse._sql import qt
 from loom_resources.clickhouse._url import ENV_URL, ClickHouseURL
-from loom_resources.errors import BackendUnavailableError, LoomError
+from loom_resources.errors import BackendUnavailableError, LoomError, StoreFullError
 from loom_resources.model import TableRef
 
 __all__ = ["ClickHouseConnection"]
@@ -45,6 +45,10 @@ _EMBEDDED_HELP = (
     "path, or point LOOM_CLICKHOUSE_URL at a ClickHouse server (http(s)://user@host:port/db)."
 )
 
+
+
+_DISK_FULL = ("No space left on device", "NOT_ENOUGH_SPACE", "Cannot reserve")
+_ACCESS_DENIED = ("Permission denied", "ACCESS_DENIED", "Code: 497")
 
 
 class ClickHouseConnection(ConfigurableResource):
@@ -217,7 +221,18 @@ class ClickHouseConnection(ConfigurableResource):
         name = type(exc).__name__
         if name in ("OperationalError",) or isinstance(exc, (ConnectionError, TimeoutError)):
             return self._unavailable(exc)
-        return LoomError(f"ClickHouse failed to {what}: {self.scrub(str(exc))}")
+        text = self.scrub(str(exc))
+        if any(m in text for m in _DISK_FULL):
+            return StoreFullError(
+                f"ClickHouse failed to {what}: the disk of ClickHouse at {self.store()} is full. Nothing was published; "
+                f"free space there (or move the store) and rerun. (ClickHouse said: {text[:500]})"
+            )
+        if any(m in text for m in _ACCESS_DENIED):
+            return BackendUnavailableError(
+                f"ClickHouse failed to {what}: access denied at {self.store()}; check the data path's permissions or the "
+                f"user's grants. (ClickHouse said: {text[:500]})"
+            )
+        return LoomError(f"ClickHouse failed to {what}: {text}")
 
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -235,9 +250,10 @@ class ClickHouseConnection(ConfigurableResource):
         """Run a small query and return its rows."""
         return list(self._call(what, self.client().query, sql).result_rows)
 
-    def insert_arrow(self, ref: TableRef, table: pa.Table, *, settings: Mapping[str, Any] | None = None) -> None:
+    def insert_arrow(self, ref: TableRef, table: pa.Table, *, settings: Mapping[str, Any] | None = None,
+                     what: str | None = None) -> None:
         """Insert one Arrow table (one batch) into ``ref``."""
-        self._call(f"insert into {ref}", self.client().insert_arrow, qt(ref), table, settings=dict(settings or {}))
+        self._call(what or f"insert into {ref}", self.client().insert_arrow, qt(ref), table, settings=dict(settings or {}))
 
     def track_spool(self, directory: str) -> None:
         """Delete ``directory`` when this connection closes (the step ends)."""

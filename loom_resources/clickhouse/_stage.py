@@ -123,7 +123,7 @@ class Stage:
         for batch in batches:
             if batch.num_rows == 0:
                 continue
-            self.res.insert_arrow(into, batch)
+            self.res.insert_arrow(into, batch, what=f"stage rows for table {self.table} (in {into})")
             rows += batch.num_rows
         return rows
 
