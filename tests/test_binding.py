@@ -7,8 +7,8 @@ import datetime as dt
 from typing import Any
 
 import dagster as dg
-from dagster import AssetExecutionContext
 import pytest
+from dagster import AssetExecutionContext
 
 from loom_resources import ColumnSchema, RunParams, SourceSpec, SpecError, TargetSpec, col, param
 from loom_resources.binding import (

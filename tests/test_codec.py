@@ -22,10 +22,10 @@ from loom_resources import (
     TableRef,
     TargetSpec,
     WriteMode,
+    codec,
     col,
     param,
 )
-from loom_resources import codec
 from loom_resources.binding import AssetBinding, InputBinding
 from loom_resources.dtypes import Decimal, Enum, Field, List, Struct
 from loom_resources.predicates import And, Compare, In, IsNull, Not, Or, Param
