@@ -285,3 +285,23 @@ def test_two_definitions_with_the_same_asset_key_do_not_interfere(tmp_path: Path
     finally:
         a_stores.ch.close()
         b_stores.ch.close()
+
+
+def test_hourly_partitions_in_a_non_utc_timezone_replace_their_own_hour(stores: Stores, unique_schema: str) -> None:
+    """Hourly keys of a Europe/Berlin partitions definition name Berlin wall-clock hours: the run's
+    rows (stamped with the partition's own window start) must be accepted and replace that hour."""
+    hourly = dg.HourlyPartitionsDefinition(start_date="2026-01-01-00:00", timezone="Europe/Berlin", end_offset=0)
+    cols = [C("id", "int64", False), C("hour", "datetime(us, UTC)", False)]
+
+    def gen(context: AssetExecutionContext) -> pl.DataFrame:
+        start = context.partition_time_window.start.astimezone(dt.UTC)
+        return pl.DataFrame({"id": [1], "hour": [start]}, schema={"id": pl.Int64, "hour": pl.Datetime("us", "UTC")})
+
+    t = Table(f"{unique_schema}.h", backend="delta", mode="replace_partitions", columns=cols, transform=gen,
+              partitions=hourly, partition_column="hour")
+    result = stores.mat([t], partition_key="2026-01-02-05:00", raise_on_error=False)
+    failures = [str(e.event_specific_data.error) for e in result.all_events  # type: ignore[union-attr]
+                if e.event_type_value == "STEP_FAILURE"]
+    assert result.success, failures
+    berlin_5am = dt.datetime(2026, 1, 2, 5, tzinfo=ZoneInfo("Europe/Berlin"))
+    assert stores.delta_rows(f"{unique_schema}.h")["hour"].to_list() == [berlin_5am.astimezone(dt.UTC)]
