@@ -62,9 +62,14 @@ def decode(data: Any) -> Any:
         return data
     if "$dc" in data:
         cls = _resolve(data["$dc"])
+        if not dataclasses.is_dataclass(cls):
+            raise ValueError(f"refusing to decode {data['$dc']!r}: not a table-model dataclass")
         return cls(**{k: decode(v) for k, v in data["f"].items()})
     if "$enum" in data:
-        return _resolve(data["$enum"])(data["v"])
+        cls = _resolve(data["$enum"])
+        if not issubclass(cls, enum.Enum):
+            raise ValueError(f"refusing to decode {data['$enum']!r}: not a table-model enum")
+        return cls(data["v"])
     if "$tuple" in data:
         return tuple(decode(v) for v in data["$tuple"])
     if "$map" in data:
@@ -96,11 +101,14 @@ def _name(cls: type) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"
 
 
-def _resolve(name: str) -> Any:
+def _resolve(name: str) -> type:
+    """The class ``module:QualName``, only when it is a class defined in ``loom_resources``."""
     module, _, qual = name.partition(":")
     if not module.startswith(_PACKAGE):
         raise ValueError(f"refusing to decode class {name!r}: not a loom_resources class")
     obj: Any = importlib.import_module(module)
     for part in qual.split("."):
-        obj = getattr(obj, part)
+        obj = getattr(obj, part, None)
+    if not isinstance(obj, type) or not obj.__module__.startswith(_PACKAGE) or obj.__qualname__ != qual:
+        raise ValueError(f"refusing to decode {name!r}: not a class of loom_resources")
     return obj

@@ -11,6 +11,7 @@ import datetime as dt
 import enum
 import hashlib
 import re
+from zoneinfo import ZoneInfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -316,6 +317,7 @@ class RunParams:
             (multi-partitions give several columns). Empty for unpartitioned runs.
         window_start / window_end: Time window of the run's partitions (half-open), if any.
         values: Free parameters (SQL bindings, ``effective_date``...).
+        timezone: Time zone of the partitions definition (its keys are wall-clock times there).
     """
 
     partition_keys: tuple[str, ...] = ()
@@ -323,6 +325,7 @@ class RunParams:
     window_start: dt.datetime | None = None
     window_end: dt.datetime | None = None
     values: Mapping[str, Any] = field(default_factory=dict)
+    timezone: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "partition_keys", tuple(self.partition_keys))
@@ -349,11 +352,13 @@ class RunParams:
         return out
 
 
-def partition_key_value(key: str, dtype: DataType, *, table: str, column: str) -> Any:
+def partition_key_value(key: str, dtype: DataType, *, table: str, column: str, timezone: str | None = None) -> Any:
     """Convert a Dagster partition key string into a typed value of the column ``dtype``.
 
     Accepts daily keys (``2024-01-31``), hourly keys (``2024-01-31-05:00``), ISO datetimes,
-    integers and strings, according to the column's actual type.
+    integers and strings, according to the column's actual type. A key without an offset is a
+    wall-clock time in ``timezone`` (the partitions definition's, default UTC); a timestamp
+    column without a time zone holds UTC instants.
 
     Raises:
         SpecError: naming the table, column and key when the key does not fit the type.
@@ -366,9 +371,14 @@ def partition_key_value(key: str, dtype: DataType, *, table: str, column: str) -
                 value = dt.datetime.strptime(key, "%Y-%m-%d-%H:%M")
             else:
                 value = dt.datetime.fromisoformat(key)
-            if dtype.tz is not None and value.tzinfo is None:
-                value = value.replace(tzinfo=dt.UTC)
-            return value
+            if value.tzinfo is not None:
+                return value if dtype.tz is not None else value.astimezone(dt.UTC).replace(tzinfo=None)
+            if timezone in (None, "UTC"):
+                return value.replace(tzinfo=dt.UTC) if dtype.tz is not None else value
+            local = value.replace(tzinfo=ZoneInfo(timezone))
+            if dtype.tz is not None:
+                return local.astimezone(dt.UTC if dtype.tz == "UTC" else ZoneInfo(dtype.tz))
+            return local.astimezone(dt.UTC).replace(tzinfo=None)
         if integer_bits(dtype) is not None:
             return int(key)
         if isinstance(dtype, String) or str(dtype) in ("categorical",) or dtype.__class__.__name__ == "Enum":

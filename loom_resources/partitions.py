@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
+from zoneinfo import ZoneInfo
 from typing import Any
 
 from loom_resources.dtypes import DataType, Date, Datetime
@@ -31,7 +32,8 @@ def run_partition_values(spec: TargetSpec, params: RunParams, column_types: Mapp
         for column, key in part.items():
             if column not in column_types:
                 raise SchemaMismatchError(str(spec.ref), [f"run partition column {column!r} is not a column of the table"])
-            row[column] = partition_key_value(key, column_types[column], table=str(spec.ref), column=column)
+            row[column] = partition_key_value(key, column_types[column], table=str(spec.ref), column=column,
+                                              timezone=params.timezone)
         out.append(row)
     return tuple(out)
 
@@ -52,6 +54,8 @@ def _window_bound(value: dt.datetime, dtype: DataType) -> Any:
         return value.date()
     if isinstance(dtype, Datetime) and dtype.tz is None:
         return value.astimezone(dt.UTC).replace(tzinfo=None)
+    if isinstance(dtype, Datetime) and dtype.tz is not None:
+        return value.astimezone(ZoneInfo(dtype.tz))
     return value
 
 

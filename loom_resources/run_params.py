@@ -23,10 +23,11 @@ def _partition_map(key: str | dg.MultiPartitionKey, columns: Mapping[str, str]) 
 
 
 def run_params_for(
-    keys: list[str], window: dg.TimeWindow | None, columns: Mapping[str, str], values: Mapping[str, Any] | None = None
+    keys: list[str], window: dg.TimeWindow | None, columns: Mapping[str, str], values: Mapping[str, Any] | None = None,
+    timezone: str | None = None,
 ) -> RunParams:
     """Run parameters for partition ``keys`` (and their time window) of a table whose
-    partition dimensions map to ``columns``."""
+    partition dimensions map to ``columns``; ``timezone`` is the partitions definition's."""
     parts = tuple(_partition_map(k, columns) for k in keys)
     return RunParams(
         partition_keys=tuple(str(k) for k in keys),
@@ -34,6 +35,7 @@ def run_params_for(
         window_start=window.start if window else None,
         window_end=window.end if window else None,
         values=dict(values or {}),
+        timezone=timezone,
     )
 
 
@@ -42,6 +44,25 @@ def _window(get: Callable[[], dg.TimeWindow | None]) -> dg.TimeWindow | None:
         return get()
     except Exception:  # Dagster raises (rather than returning None) when the partitions have no time window
         return None
+
+
+def _timezone(pdef: Any) -> str | None:
+    """The time zone of a time-window partitions definition (or of a multi-partition's time dimension)."""
+    if isinstance(pdef, dg.TimeWindowPartitionsDefinition):
+        return str(pdef.timezone)
+    if isinstance(pdef, dg.MultiPartitionsDefinition):
+        for dim in pdef.partitions_defs:
+            if isinstance(dim.partitions_def, dg.TimeWindowPartitionsDefinition):
+                return str(dim.partitions_def.timezone)
+    return None
+
+
+def _partitions_def(context: Any) -> Any:
+    if isinstance(context, (dg.OutputContext, dg.InputContext)):
+        return context.asset_partitions_def if context.has_asset_partitions else None
+    if isinstance(context, dg.AssetExecutionContext):
+        return context.assets_def.partitions_def
+    return getattr(context, "run_partitions_def", None) if context.has_partitions else None
 
 
 def _keys_and_window(context: Any) -> tuple[list[str], dg.TimeWindow | None]:
@@ -72,4 +93,4 @@ def run_params(context: Any, columns: Mapping[str, str]) -> RunParams:
         columns: Partition dimension -> table column of the table the context is about.
     """
     keys, window = _keys_and_window(context)
-    return run_params_for(keys, window, columns)
+    return run_params_for(keys, window, columns, timezone=_timezone(_partitions_def(context)) if keys else None)

@@ -47,7 +47,9 @@ class Stores:
         return dg.materialize(build_assets(tables, backends=self.backends), resources=self.resources(), **kw)
 
     def delta_rows(self, name: str) -> pl.DataFrame:
-        return pl.from_arrow(DeltaTable(self.delta.table_uri(TableRef.parse(name))).to_pyarrow_table())  # type: ignore[return-value]
+        """The table read back with deltalake, in a stable order (files come back in any order)."""
+        df: pl.DataFrame = pl.from_arrow(DeltaTable(self.delta.table_uri(TableRef.parse(name))).to_pyarrow_table())  # type: ignore[assignment]
+        return df.sort(df.columns)
 
     def ch_rows(self, sql: str) -> pl.DataFrame:
         return pl.from_arrow(self.ch.client().query_arrow(sql))  # type: ignore[return-value]
