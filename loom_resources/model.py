@@ -11,11 +11,11 @@ import datetime as dt
 import enum
 import hashlib
 import re
-from zoneinfo import ZoneInfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 from loom_resources.dtypes import (
     Boolean,

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from zoneinfo import ZoneInfo
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from loom_resources.dtypes import DataType, Date, Datetime
 from loom_resources.errors import SchemaMismatchError
