@@ -15,10 +15,11 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
 from loom_assets.declare import DataCheck, Source, Table, accepted_values, not_null, row_count, unique  # noqa: E402 (after the warnings filter)
 from loom_assets.definitions import build_definitions  # noqa: E402 (after the warnings filter)
+from loom_assets.external import ExternalTable  # noqa: E402 (after the warnings filter)
 from loom_assets.factory import build_assets  # noqa: E402 (after the warnings filter)
 
 __all__ = [
-    "DataCheck", "Source", "Table", "accepted_values", "build_assets", "build_definitions", "defs", "not_null",
+    "DataCheck", "ExternalTable", "Source", "Table", "accepted_values", "build_assets", "build_definitions", "defs", "not_null",
     "row_count", "unique",
 ]
 

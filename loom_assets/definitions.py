@@ -8,6 +8,7 @@ from typing import Any
 import dagster as dg
 
 from loom_assets.declare import Table
+from loom_assets.external import ExternalTable, build_external
 from loom_assets.factory import build_assets
 from loom_assets.jobs import build_jobs
 from loom_resources.defaults import (
@@ -19,11 +20,11 @@ from loom_resources.defaults import (
 )
 
 
-def build_definitions(tables: Sequence[Table], *, backends: Mapping[str, Any] | None = None) -> dg.Definitions:
-    """Build the Definitions of a set of declared tables.
+def build_definitions(tables: Sequence[Table | ExternalTable], *, backends: Mapping[str, Any] | None = None) -> dg.Definitions:
+    """Build the Definitions of a set of declared and external tables.
 
     Args:
-        tables: The declared tables.
+        tables: The declared tables and the external tables they read.
         backends: Backend name -> resource (default: Delta and ClickHouse configured from the
             environment). A declaration a backend cannot serve fails here, naming the table.
     """
@@ -31,12 +32,14 @@ def build_definitions(tables: Sequence[Table], *, backends: Mapping[str, Any] | 
     one_process = single_process(backends)
     assets = build_assets(tables, pool=SINGLE_PROCESS_POOL if one_process else None, backends=backends)
     schema_change_checks = dg.build_column_schema_change_checks(assets=assets)
-    jobs, schedules = build_jobs(tables, assets)
+    declared = [t for t in tables if isinstance(t, Table)]
+    jobs, schedules = build_jobs(declared, assets)
+    observed, drift_checks, observe_jobs = build_external([t for t in tables if isinstance(t, ExternalTable)], backends)
     return dg.Definitions(
-        assets=assets,
-        asset_checks=list(schema_change_checks),
-        jobs=jobs,
-        schedules=schedules,
+        assets=[*assets, *observed],
+        asset_checks=[*schema_change_checks, *drift_checks],
+        jobs=jobs + [j for j in observe_jobs if not isinstance(j, dg.ScheduleDefinition)],
+        schedules=schedules + [j for j in observe_jobs if isinstance(j, dg.ScheduleDefinition)],
         resources=default_resources(backends),
         executor=default_executor(backends),
     )

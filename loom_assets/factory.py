@@ -21,8 +21,9 @@ from dagster import AssetExecutionContext
 
 from loom_assets.checks import SCHEMA_CHECK, data_check, schema_check
 from loom_assets.declare import Table
+from loom_assets.external import ExternalTable
 from loom_assets.sql_body import bind_sql, check_sql
-from loom_resources import SpecError, UnsupportedTypeError
+from loom_resources import Backend, SpecError, UnsupportedTypeError
 from loom_resources.binding import AssetBinding, InputBinding
 from loom_resources.metadata import STARTED_AT_METADATA, column_schema_metadata
 from loom_resources.model import SourceSpec
@@ -49,19 +50,21 @@ def _backend(backends: Backends, table: Table) -> Any:
     return backends[name]
 
 
-def validate_tables(tables: Sequence[Table], backends: Backends | None = None) -> None:
+def validate_tables(tables: Sequence[Table | ExternalTable], backends: Backends | None = None) -> None:
     """Fail with a message naming the table on duplicates, reserved names, unknown sources,
     cycles, modes or types the backend does not support, and SQL that reads something other
     than its sources. ``backends`` default to :func:`loom_resources.defaults.default_backends`."""
     backends = _default(backends)
-    by_name: dict[str, Table] = {}
+    by_name: dict[str, Any] = {}
     for t in tables:
         if str(t.ref) in by_name:
             raise SpecError(f"table {t.ref} is declared twice")
         by_name[str(t.ref)] = t
-        if t.ref.schema == RUN_RECORDS_REF.schema:
+        if t.ref.schema == RUN_RECORDS_REF.schema and not isinstance(t, ExternalTable):
             raise SpecError(f"table {t.ref}: schema {t.ref.schema!r} is reserved for Loom's audit trail ({RUN_RECORDS_REF})")
     for t in tables:
+        if isinstance(t, ExternalTable):
+            continue
         for s in t.sources:
             if str(s.ref) not in by_name:  # type: ignore[union-attr]
                 raise SpecError(f"table {t.ref}: source {s.ref} is not a declared table")  # type: ignore[union-attr]
@@ -76,7 +79,7 @@ def validate_tables(tables: Sequence[Table], backends: Backends | None = None) -
     _check_cycles(by_name)
 
 
-def _check_cycles(by_name: dict[str, Table]) -> None:
+def _check_cycles(by_name: dict[str, Any]) -> None:
     """Depth-first search for cycles, reporting the path."""
     state: dict[str, int] = {}
 
@@ -95,12 +98,12 @@ def _check_cycles(by_name: dict[str, Table]) -> None:
         visit(name, [])
 
 
-def sql_pushdown(table: Table, by_name: dict[str, Table], backends: Backends) -> tuple[str, str] | None:
+def sql_pushdown(table: Table, by_name: dict[str, Any], backends: Backends) -> tuple[str, str] | None:
     """The one decision of where a SQL body runs: inside the store, as ``(backend, dialect)``,
     when every source lives in one backend that runs SQL; else ``None`` (Polars)."""
     if table.sql is None or not table.sources:
         return None
-    names = {by_name[str(s.ref)].target.backend.value for s in table.sources}  # type: ignore[union-attr]
+    names = {Backend(by_name[str(s.ref)].backend).value for s in table.sources}  # type: ignore[union-attr]
     if len(names) != 1:
         return None
     name = names.pop()
@@ -108,7 +111,14 @@ def sql_pushdown(table: Table, by_name: dict[str, Table], backends: Backends) ->
     return (name, dialect) if dialect is not None else None
 
 
-def build_asset(table: Table, by_name: dict[str, Table], backends: Backends, *, pool: str | None = None) -> dg.AssetsDefinition:
+def _upstream(source: Any) -> Any:
+    """How an input's upstream is read: a declared table's binding, or an external table's."""
+    if isinstance(source, ExternalTable):
+        return source.source()
+    return AssetBinding(target=source.target, partition_columns=source.partition_columns).source()
+
+
+def build_asset(table: Table, by_name: dict[str, Any], backends: Backends, *, pool: str | None = None) -> dg.AssetsDefinition:
     """Build the asset of one declared table (call :func:`build_assets` for a whole set)."""
     spec = table.target
     pushdown = sql_pushdown(table, by_name, backends)
@@ -117,7 +127,7 @@ def build_asset(table: Table, by_name: dict[str, Table], backends: Backends, *, 
             key=by_name[str(s.ref)].asset_key,  # type: ignore[union-attr]
             metadata=InputBinding(
                 SourceSpec(s.ref, s.columns, s.predicate), streaming=s.streaming, relation=pushdown is not None,  # type: ignore[union-attr]
-                consumer_partition_columns=table.partition_columns,
+                consumer_partition_columns=table.partition_columns, upstream=_upstream(by_name[str(s.ref)]),  # type: ignore[union-attr]
             ).metadata(),
             partition_mapping=s.partition_mapping,  # type: ignore[union-attr]
         )
@@ -135,7 +145,7 @@ def build_asset(table: Table, by_name: dict[str, Table], backends: Backends, *, 
         "dagster/table_name": str(spec.ref),
         **binding.metadata(),
     }
-    needed = {spec.backend.value, RUN_RECORDS_SPEC.backend.value} | {by_name[str(s.ref)].target.backend.value for s in table.sources}  # type: ignore[union-attr]
+    needed = {spec.backend.value, RUN_RECORDS_SPEC.backend.value} | {Backend(by_name[str(s.ref)].backend).value for s in table.sources}  # type: ignore[union-attr]
 
     @dg.asset(
         key=table.asset_key,
@@ -186,8 +196,10 @@ def _run_body(table: Table, context: Any, inputs: dict[str, Any], params: Any, p
     return PolarsSQLExecutor().execute_sql(inputs, bind_sql(table.sql, bindings, "polars", table=name))
 
 
-def build_assets(tables: Sequence[Table], *, pool: str | None = None, backends: Backends | None = None) -> list[dg.AssetsDefinition]:
-    """Validate the declarations as a set and build one asset per table.
+def build_assets(tables: Sequence[Table | ExternalTable], *, pool: str | None = None,
+                 backends: Backends | None = None) -> list[dg.AssetsDefinition]:
+    """Validate the declarations as a set and build one asset per declared table (external
+    tables are sources only; :func:`loom_assets.external.build_external` observes them).
 
     Args:
         tables: The declared tables.
@@ -199,4 +211,4 @@ def build_assets(tables: Sequence[Table], *, pool: str | None = None, backends: 
     backends = _default(backends)
     validate_tables(tables, backends)
     by_name = {str(t.ref): t for t in tables}
-    return [build_asset(t, by_name, backends, pool=pool) for t in tables]
+    return [build_asset(t, by_name, backends, pool=pool) for t in tables if isinstance(t, Table)]

@@ -16,15 +16,45 @@ from typing import Any
 import dagster as dg
 
 from loom_resources import codec
+from loom_resources.dtypes import ColumnSchema, DataType, Schema
 from loom_resources.errors import SpecError
-from loom_resources.model import SourceSpec, TargetSpec
+from loom_resources.model import Backend, SourceSpec, TableRef, TargetSpec
 
-__all__ = ["BINDING_METADATA", "INPUT_METADATA", "AssetBinding", "InputBinding", "asset_binding", "input_binding"]
+__all__ = [
+    "BINDING_METADATA", "INPUT_METADATA", "AssetBinding", "InputBinding", "SourceBinding", "asset_binding", "input_binding",
+]
 
 #: Definition-metadata key of an asset's :class:`AssetBinding` (JSON).
 BINDING_METADATA = "loom/binding"
 #: Definition-metadata key of an input's :class:`InputBinding` (JSON).
 INPUT_METADATA = "loom/input"
+
+
+@dataclass(frozen=True)
+class SourceBinding:
+    """The upstream table of an input, as the IO manager reads it.
+
+    Attributes:
+        ref: The table.
+        backend: Where it lives.
+        partition_columns: Partition dimension -> column (``""`` for one dimension).
+        column_types: Types of the partition columns (to slice by the run's partitions).
+        expected: Columns that must exist with these types before a run reads the table
+            (external tables; ``None``: not checked).
+    """
+
+    ref: TableRef
+    backend: Backend
+    partition_columns: Mapping[str, str] = field(default_factory=dict)
+    column_types: Mapping[str, DataType] = field(default_factory=dict)
+    expected: Schema | None = None
+
+    def slice_spec(self) -> TargetSpec | None:
+        """A spec naming just the partition columns, for :func:`partitions.slice_predicate`."""
+        if not self.partition_columns:
+            return None
+        cols = [ColumnSchema(c, self.column_types[c], True) for c in dict.fromkeys(self.partition_columns.values())]
+        return TargetSpec(self.ref, self.backend, tuple(cols))
 
 
 @dataclass(frozen=True)
@@ -38,12 +68,14 @@ class InputBinding:
             the store that holds every source).
         consumer_partition_columns: Partition dimension -> column of the consuming table (binds
             run parameters in the source predicate).
+        upstream: The upstream table (``None``: read it from the upstream asset's binding).
     """
 
     source: SourceSpec
     streaming: bool = False
     relation: bool = False
     consumer_partition_columns: Mapping[str, str] = field(default_factory=dict)
+    upstream: SourceBinding | None = None
 
     def metadata(self) -> dict[str, Any]:
         """The input's definition metadata."""
@@ -65,6 +97,11 @@ class AssetBinding:
     def metadata(self) -> dict[str, Any]:
         """The asset's definition metadata."""
         return {BINDING_METADATA: codec.dumps(self)}
+
+    def source(self) -> SourceBinding:
+        """How the table is read as an input."""
+        types = {c: self.target.column(c).dtype for c in self.partition_columns.values()}
+        return SourceBinding(self.target.ref, self.target.backend, dict(self.partition_columns), types)
 
 
 def _text(value: Any) -> str | None:

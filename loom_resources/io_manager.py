@@ -17,10 +17,11 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from loom_resources.binding import InputBinding, asset_binding, input_binding
+from loom_resources.binding import InputBinding, SourceBinding, asset_binding, input_binding
 from loom_resources.clickhouse import ClickHouseResource
 from loom_resources.contracts import SourceReader, StreamingSourceReader, TargetWriter
 from loom_resources.delta import DeltaResource
+from loom_resources.errors import SchemaMismatchError, TableNotFoundError
 from loom_resources.metadata import write_metadata
 from loom_resources.model import Backend, RunParams, SourceSpec, TargetSpec, WriteContext
 from loom_resources.partitions import slice_predicate
@@ -108,24 +109,55 @@ class LoomIOManager(dg.ConfigurableIOManager):
 
     # -- inputs -----------------------------------------------------------------------------
     def load_input(self, context: dg.InputContext) -> Any:
-        """Read an upstream table as a LazyFrame, sliced to the partitions this run needs."""
-        upstream = asset_binding(context.upstream_output.definition_metadata if context.upstream_output else None,
-                                 context.asset_key)
-        ib = input_binding(context.definition_metadata) or InputBinding(SourceSpec(upstream.target.ref))
-        resource = self.backend(upstream.target.backend)
-        sliced = slice_predicate(upstream.target, upstream.partition_columns, run_params(context, upstream.partition_columns))
+        """Read an upstream table as a LazyFrame, sliced to the partitions this run needs. An
+        external table is first checked to exist with its declared columns."""
+        ib = input_binding(context.definition_metadata)
+        upstream = ib.upstream if ib is not None and ib.upstream is not None else self._upstream(context)
+        ib = ib or InputBinding(SourceSpec(upstream.ref))
+        resource = self.backend(upstream.backend)
+        if upstream.expected is not None:
+            check_source(resource, upstream)
+        consumer = run_params(context.step_context, ib.consumer_partition_columns) if context.step_context else RunParams()
+        sliced = None
+        slice_spec = upstream.slice_spec()
+        if slice_spec is not None:
+            # an upstream asset with partitions is sliced to its own partitions in this run; an
+            # external table without Dagster partitions to the consumer's partitions
+            up = run_params(context, upstream.partition_columns) if context.has_asset_partitions else consumer
+            sliced = slice_predicate(slice_spec, upstream.partition_columns, up)
         pred = ib.source.predicate
         if sliced is not None:
             pred = sliced if pred is None else (pred & sliced)
-        spec = SourceSpec(upstream.target.ref, ib.source.columns, pred, ib.source.version)
-        params = run_params(context.step_context, ib.consumer_partition_columns) if context.step_context else RunParams()
+        spec = SourceSpec(upstream.ref, ib.source.columns, pred, ib.source.version)
         if ib.relation:
             # SQL pushed down: the body gets a reference to the sliced table, not its rows
-            return resource.relation(spec, params)
+            return resource.relation(spec, consumer)
         if ib.streaming:
             if not isinstance(resource, StreamingSourceReader):
                 raise TypeError(f"input {context.name}: the backend of {spec.ref} cannot stream")
-            return resource.read_streaming(spec, params)
+            return resource.read_streaming(spec, consumer)
         if not isinstance(resource, SourceReader):
             raise TypeError(f"input {context.name}: the backend of {spec.ref} cannot read")
-        return resource.read(spec, params)
+        return resource.read(spec, consumer)
+
+    def _upstream(self, context: dg.InputContext) -> SourceBinding:
+        metadata = context.upstream_output.definition_metadata if context.upstream_output else None
+        return asset_binding(metadata, context.asset_key).source()
+
+
+def check_source(resource: Any, upstream: SourceBinding) -> None:
+    """Fail before a run reads an external table that is missing or lacks a declared column
+    (or stores it with another type), naming the table and the column."""
+    stored = resource.schema(upstream.ref)
+    if stored is None:
+        raise TableNotFoundError(str(upstream.ref), f"the {upstream.backend.value} store (declared as an external source)")
+    have = {c.name: c for c in stored}
+    problems = []
+    for c in upstream.expected or ():
+        s = have.get(c.name)
+        if s is None:
+            problems.append(f"declared column {c.name!r} ({c.dtype}) is missing")
+        elif s.dtype != c.dtype:
+            problems.append(f"column {c.name!r} is stored as {s.dtype}, declared {c.dtype}")
+    if problems:
+        raise SchemaMismatchError(str(upstream.ref), problems)

@@ -460,3 +460,21 @@ class WriteResult:
     table_rows: int | None = None
     merge_metrics: Mapping[str, int] = field(default_factory=dict)
     sql_engine: str | None = None
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What a store says about a table it holds, for observing tables written elsewhere.
+
+    Attributes:
+        version: A marker that changes whenever the table's data changes (the Delta version;
+            ClickHouse's latest insert block and row count).
+        rows: Rows in the table.
+        schema: The stored schema.
+        last_modified: When the data last changed (Unix seconds).
+    """
+
+    version: str
+    rows: int
+    schema: Schema
+    last_modified: float

@@ -12,8 +12,8 @@ import pytest
 
 from loom_assets.declare import Source, Table
 from loom_assets.factory import build_assets, sql_pushdown, validate_tables
-from loom_resources import ColumnSchema, SourceSpec, SpecError, col, param
-from loom_resources.binding import INPUT_METADATA, AssetBinding, InputBinding, asset_binding, input_binding
+from loom_resources import Backend, ColumnSchema, Date, SourceSpec, SpecError, col, param
+from loom_resources.binding import INPUT_METADATA, AssetBinding, InputBinding, SourceBinding, asset_binding, input_binding
 from loom_resources.clickhouse import ClickHouseResource
 from loom_resources.delta import DeltaResource
 
@@ -162,15 +162,18 @@ def test_asset_definition_carries_bindings(backends: dict[str, Any]) -> None:
     m = _asset(assets, "m")
     assert asset_binding(m.metadata_by_key[m.key], m.key) == AssetBinding(sql.target, {"": "d"})
     ins = {i.name: i for i in m.node_def.input_defs}
+    c1 = AssetBinding(up.target, {"": "d"}).source()
+    c2 = AssetBinding(up2.target, {}).source()
+    assert c1 == SourceBinding(up.ref, Backend.CLICKHOUSE, {"": "d"}, {"d": Date()})
     assert input_binding(ins["c1"].metadata) == InputBinding(
         SourceSpec("a.c1", ("id", "v", "d"), pred), streaming=False, relation=True,
-        consumer_partition_columns={"": "d"})
+        consumer_partition_columns={"": "d"}, upstream=c1)
     assert input_binding(ins["other"].metadata) == InputBinding(
-        SourceSpec("a.c2"), relation=True, consumer_partition_columns={"": "d"})
+        SourceSpec("a.c2"), relation=True, consumer_partition_columns={"": "d"}, upstream=c2)
     assert INPUT_METADATA in ins["other"].metadata
     p = _asset(assets, "p")
     (pin,) = p.node_def.input_defs
-    assert input_binding(pin.metadata) == InputBinding(SourceSpec("a.c2"), streaming=True, relation=False)
+    assert input_binding(pin.metadata) == InputBinding(SourceSpec("a.c2"), streaming=True, relation=False, upstream=c2)
     assert m.keys_by_input_name["other"] == dg.AssetKey(["a", "c2"])
     # the Dagster-facing metadata of the table
     md = m.metadata_by_key[m.key]

@@ -22,12 +22,21 @@ from loom_resources.clickhouse._ledger import LEDGER_SCHEMA
 from loom_resources.clickhouse._publish import recover
 from loom_resources.clickhouse._pushdown import ClickHouseQuery, ClickHouseRelation, execute_sql, runs_inside
 from loom_resources.clickhouse._read import read_sql, source_sql
-from loom_resources.clickhouse._sql import qi, qt
+from loom_resources.clickhouse._sql import lit, qi, qt
 from loom_resources.clickhouse._sweep import sweep_staging
 from loom_resources.clickhouse._types import storable, to_clickhouse
 from loom_resources.dtypes import ColumnSchema, Schema
 from loom_resources.errors import SchemaMismatchError, TableNotFoundError
-from loom_resources.model import RunParams, SourceSpec, TableRef, TargetSpec, WriteContext, WriteMode, WriteResult
+from loom_resources.model import (
+    Observation,
+    RunParams,
+    SourceSpec,
+    TableRef,
+    TargetSpec,
+    WriteContext,
+    WriteMode,
+    WriteResult,
+)
 
 __all__ = ["ClickHouseQuery", "ClickHouseRelation", "ClickHouseResource"]
 
@@ -91,6 +100,21 @@ class ClickHouseResource(ClickHouseConnection):
             UnsupportedTypeError: naming the column when ClickHouse cannot store its type.
         """
         return tuple(ColumnSchema(c.name, storable(c.dtype), c.nullable) for c in spec.stored_columns())
+
+    def observe(self, ref: TableRef) -> Observation:
+        """The table's change marker (latest insert block and row count of its active parts),
+        row count, schema and last part modification; engines without parts report their count."""
+        schema = self.schema(ref)
+        if schema is None:
+            raise TableNotFoundError(str(ref), f"ClickHouse at {self.store()}")
+        rows, block, modified = self.query_rows(
+            f"SELECT sum(rows), max(max_block_number), toUnixTimestamp(max(modification_time)) FROM system.parts "
+            f"WHERE database = {lit(ref.schema)} AND table = {lit(ref.table)} AND active",
+            what=f"observe {ref}",
+        )[0]
+        if not block and not rows:
+            rows = self.query_rows(f"SELECT count() FROM {qt(ref)}", what=f"count {ref}")[0][0]
+        return Observation(f"block {int(block or 0)}, {int(rows or 0)} rows", int(rows or 0), schema, float(modified or 0))
 
     def exists(self, ref: TableRef) -> bool:
         """Whether the table exists."""

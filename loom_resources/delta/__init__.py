@@ -31,6 +31,7 @@ from loom_resources.delta._write import prepare_write, result, write_table
 from loom_resources.dtypes import ColumnSchema, Schema
 from loom_resources.errors import BackendUnavailableError, SchemaMismatchError, TableNotFoundError
 from loom_resources.model import (
+    Observation,
     RunParams,
     SourceSpec,
     TableRef,
@@ -185,6 +186,15 @@ class DeltaResource(ConfigurableResource):
             raise SchemaMismatchError(str(ref), problems)
         if new:
             table.alter.add_columns(new)
+
+    def observe(self, ref: TableRef) -> Observation:
+        """The table's version, row count, schema and last commit time (from the log and the
+        files' statistics; no data is read)."""
+        table = self._require(ref)
+        history = table.history(1)
+        modified = float(history[0].get("timestamp", 0)) / 1000 if history else 0.0
+        rows = table.to_pyarrow_dataset().count_rows()
+        return Observation(str(table.version()), int(rows), schema_from_delta(table.schema()), modified)
 
     def version(self, ref: TableRef) -> int | None:
         """The table's latest version; ``None`` when it is missing."""
