@@ -13,7 +13,14 @@ import pytest
 from loom_assets.declare import Source, Table
 from loom_assets.factory import build_assets, sql_pushdown, validate_tables
 from loom_resources import Backend, ColumnSchema, Date, SourceSpec, SpecError, col, param
-from loom_resources.binding import INPUT_METADATA, AssetBinding, InputBinding, SourceBinding, asset_binding, input_binding
+from loom_resources.binding import (
+    INPUT_METADATA,
+    AssetBinding,
+    InputBinding,
+    SourceBinding,
+    asset_binding,
+    input_binding,
+)
 from loom_resources.clickhouse import ClickHouseResource
 from loom_resources.delta import DeltaResource
 
