@@ -8,6 +8,7 @@ unpartitioned tables downstream of it. Rerunning replaces, never duplicates.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import sys
 import time
@@ -83,14 +84,30 @@ def materialize_platform(
     return results
 
 
+def observe_external(defs: dg.Definitions, instance: dg.DagsterInstance) -> None:
+    """Observe the external tables (their version, rows and schema become Dagster observations)."""
+    job = defs.resolve_job_def("loom_observe_external")
+    result = job.execute_in_process(instance=instance, run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
+    for event in result.all_events:
+        if event.event_type_value == "ASSET_OBSERVATION":
+            obs = event.asset_observation_data.asset_observation  # type: ignore[union-attr]
+            rows = obs.metadata["dagster/row_count"].value
+            print(f"   observed {obs.asset_key.to_user_string():28s} version {obs.tags.get('dagster/data_version')}, {rows:,} rows",
+                  flush=True)
+
+
 def main() -> int:
     """Materialize everything, then print tables and row counts."""
     instance = ensure_instance()
     from loom_assets import defs
     from loom_assets.platform import DEMO_END, DEMO_START
+    from loom_assets.platform.external import land_external
     from loom_assets.report import table_report
 
     print(f"LOOM_HOME={os.environ['LOOM_HOME']}  (orders per day: {os.environ.get('LOOM_DEMO_ROWS_PER_DAY', '100000')})")
+    print("== other systems land the external tables (outside Dagster): landing.web_events, feeds.fx_rates", flush=True)
+    land_external(DEMO_START, DEMO_END + dt.timedelta(days=1))
+    observe_external(defs, instance)
     materialize_platform(defs, instance, DEMO_START.isoformat(), DEMO_END.isoformat())
     print("\n== tables written (read back from the stores)")
     for line in table_report():

@@ -18,7 +18,7 @@ def table_report() -> list[str]:
     lines = []
     client = None
     try:
-        for t in TABLES + []:
+        for t in TABLES:
             if Backend(t.backend) is Backend.DELTA:
                 uri = delta.table_uri(t.ref)
                 n = DeltaTable(uri, storage_options=delta.storage_options or None).to_pyarrow_dataset().count_rows()
@@ -26,7 +26,7 @@ def table_report() -> list[str]:
             else:
                 if client is None:
                     client = clickhouse_connect.get_client(dsn=clickhouse_url())
-                final = " FINAL" if WriteMode(t.mode) is WriteMode.MERGE else ""
+                final = " FINAL" if WriteMode(getattr(t, "mode", "append")) is WriteMode.MERGE else ""
                 n = int(client.command(f"SELECT count() FROM `{t.ref.schema}`.`{t.ref.table}`{final}"))  # type: ignore[arg-type]
                 lines.append(f"clickhouse  {str(t.ref):36s} {n:>12,d} rows  {t.ref.schema}.{t.ref.table}")
         uri = delta.table_uri(RUN_RECORDS_REF)

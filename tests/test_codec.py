@@ -11,7 +11,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from loom_assets.platform import TABLES
+from loom_assets import Table
+from loom_assets.platform import TABLES as ALL_TABLES
 from loom_resources import (
     Backend,
     ClickHouseTableOptions,
@@ -30,6 +31,7 @@ from loom_resources.binding import AssetBinding, InputBinding
 from loom_resources.dtypes import Decimal, Enum, Field, List, Struct
 from loom_resources.predicates import And, Compare, In, IsNull, Not, Or, Param
 
+TABLES = [t for t in ALL_TABLES if isinstance(t, Table)]
 
 def roundtrip(obj: Any) -> Any:
     text = codec.dumps(obj)

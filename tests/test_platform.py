@@ -3,6 +3,7 @@ checked across stores, then rerun to show nothing is duplicated."""
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
@@ -44,10 +45,18 @@ def test_sample_platform(loom_home: Path, chdb_url: str, monkeypatch: pytest.Mon
     monkeypatch.setenv("LOOM_DEMO_ROWS_PER_DAY", "200")
     from loom_assets import defs
     from loom_assets.demo import materialize_platform
+    from loom_assets.platform.external import land_external
 
     instance = dg.DagsterInstance.ephemeral()
+    land_external(date(2026, 11, 1), date(2026, 11, 15))
     results = materialize_platform(defs, instance, "2026-11-01", "2026-11-14", log_level="WARNING")
     assert all(r.success for r in results)
+    web = delta(loom_home, "staging.web_daily").sort("event_date")
+    assert web.height == 14 and web["visits"].to_list() == [1000] * 14
+    fx = ch(chdb_url, "SELECT currency, revenue FROM marts.revenue_by_currency ORDER BY currency")
+    total = ch(chdb_url, "SELECT toFloat64(sum(revenue)) AS r FROM marts.daily_category_revenue")["r"][0]
+    assert fx["currency"].to_list() == ["EUR", "GBP", "USD"]
+    assert fx["revenue"].to_list() == pytest.approx([total, total * 0.86, total * 1.08])
 
     raw = delta(loom_home, "raw.orders")
     assert raw.height == 14 * 200 and raw["order_id"].n_unique() == raw.height

@@ -114,7 +114,7 @@ class ClickHouseResource(ClickHouseConnection):
         )[0]
         if not block and not rows:
             rows = self.query_rows(f"SELECT count() FROM {qt(ref)}", what=f"count {ref}")[0][0]
-        return Observation(f"block {int(block or 0)}, {int(rows or 0)} rows", int(rows or 0), schema, float(modified or 0))
+        return Observation(f"{int(block or 0)}.{int(rows or 0)}", int(rows or 0), schema, float(modified or 0))
 
     def exists(self, ref: TableRef) -> bool:
         """Whether the table exists."""
