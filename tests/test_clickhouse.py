@@ -291,7 +291,7 @@ def test_spool_mode_spools_and_deletes_the_file(chdb_url: str, unique_schema: st
         r.write(orders(range(5000)), spec(unique_schema), RunParams())
         lf = r.read_streaming(SourceSpec(TableRef(unique_schema, "orders")), RunParams())
         spool = Path(r._spools[-1])
-        assert spool.parent == tmp_path and spool.name.startswith(f"loom-ch-spool-") and f"-{os.getpid()}-" in spool.name
+        assert spool.parent == tmp_path and spool.name.startswith("loom-ch-spool-") and f"-{os.getpid()}-" in spool.name
         assert len(list(spool.glob("part-*.arrow"))) == 1
         for _ in range(2):  # a snapshot: scanned twice, the query ran once
             out = lf.collect()

@@ -6,7 +6,6 @@ subprocess tests give each child its own LOOM_HOME."""
 
 from __future__ import annotations
 
-import datetime as dt
 import errno
 import json
 import os
