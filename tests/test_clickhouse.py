@@ -285,42 +285,40 @@ def test_read_renders_projection_and_escaped_literals(res: ClickHouseResource, u
     assert res.exists(ref)  # still there after the injection attempt
 
 
-def test_read_streaming_spools_and_deletes_the_file(res: ClickHouseResource, unique_schema: str) -> None:
-    res.write(orders(range(5000)), spec(unique_schema), RunParams())
-    lf = res.read_streaming(SourceSpec(TableRef(unique_schema, "orders")), RunParams())
-    spool = Path(res._spools[-1])
-    assert any(spool.iterdir())
-    out = lf.collect()
-    assert out.height == 5000 and out["id"].sum() == sum(range(5000))
-    assert out.schema == pl.Schema({"id": pl.Int64, "day": pl.Date, "amount": pl.Float64, "sku": pl.String})
-    res.close()
-    assert not spool.exists()
-
-
-def test_spool_dir_is_configurable(chdb_url: str, unique_schema: str, tmp_path: Path) -> None:
-    r = ClickHouseResource(url=chdb_url, spool_dir=str(tmp_path))
+def test_spool_mode_spools_and_deletes_the_file(chdb_url: str, unique_schema: str, tmp_path: Path) -> None:
+    r = ClickHouseResource(url=chdb_url, streaming_reads="spool", spool_dir=str(tmp_path))
     try:
-        r.write(orders(range(3)), spec(unique_schema), RunParams())
-        assert r.read_streaming(SourceSpec(TableRef(unique_schema, "orders")), RunParams()).collect().height == 3
-        assert len(list(tmp_path.glob("loom-ch-spool-*/part-*.arrow"))) == 1
+        r.write(orders(range(5000)), spec(unique_schema), RunParams())
+        lf = r.read_streaming(SourceSpec(TableRef(unique_schema, "orders")), RunParams())
+        spool = Path(r._spools[-1])
+        assert spool.parent == tmp_path and spool.name.startswith("loom-ch-spool-") and f"-{os.getpid()}-" in spool.name
+        assert len(list(spool.glob("part-*.arrow"))) == 1
+        for _ in range(2):  # a snapshot: scanned twice, the query ran once
+            out = lf.collect()
+            assert out.height == 5000 and out["id"].sum() == sum(range(5000))
+        assert out.schema == pl.Schema({"id": pl.Int64, "day": pl.Date, "amount": pl.Float64, "sku": pl.String})
     finally:
         r.close()
+    assert not spool.exists()
     assert list(tmp_path.iterdir()) == []
 
 
-def test_read_streaming_failure_leaves_no_spool(res: ClickHouseResource, unique_schema: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    import loom_resources.clickhouse._read as mod
+def test_spool_mode_failure_leaves_no_spool(chdb_url: str, unique_schema: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import loom_resources.clickhouse._spool as mod
 
-    res.write(orders(range(10)), spec(unique_schema), RunParams())
-    before = set(Path(os.environ.get("TMPDIR", "/tmp")).glob("loom-ch-spool-*"))
+    r = ClickHouseResource(url=chdb_url, streaming_reads="spool", spool_dir=str(tmp_path))
+    try:
+        r.write(orders(range(10)), spec(unique_schema), RunParams())
 
-    def broken(*a: Any, **k: Any) -> Any:
-        raise OSError("disk full")
+        def broken(*a: Any, **k: Any) -> Any:
+            raise OSError("device went away")
 
-    monkeypatch.setattr(mod.ipc, "new_file", broken)
-    with pytest.raises(Exception, match="disk full"):
-        res.read_streaming(SourceSpec(TableRef(unique_schema, "orders")), RunParams())
-    assert set(Path(os.environ.get("TMPDIR", "/tmp")).glob("loom-ch-spool-*")) == before
+        monkeypatch.setattr(mod.ipc, "new_file", broken)
+        with pytest.raises(Exception, match="device went away"):
+            r.read_streaming(SourceSpec(TableRef(unique_schema, "orders")), RunParams())
+        assert list(tmp_path.iterdir()) == []
+    finally:
+        r.close()
 
 
 def test_read_streaming_empty_result_has_schema_and_one_query(
@@ -548,13 +546,16 @@ def test_unsupported_modes_fail_loudly(res: ClickHouseResource, unique_schema: s
     assert not res.exists(s.ref)
 
 
-def test_dagster_step_end_closes_client_and_deletes_spools(chdb_url: str, unique_schema: str) -> None:
+def test_dagster_step_end_closes_client_and_deletes_spools(chdb_url: str, unique_schema: str, tmp_path: Path) -> None:
     import dagster as dg
 
     setup = ClickHouseResource(url=chdb_url)
     setup.write(orders(range(100)), spec(unique_schema), RunParams())
     setup.close()
     seen: dict[str, Any] = {}
+
+    def resource() -> ClickHouseResource:
+        return ClickHouseResource(url=chdb_url, streaming_reads="spool", spool_dir=str(tmp_path))
 
     @dg.asset
     def copy(clickhouse: ClickHouseResource) -> int:
@@ -563,7 +564,7 @@ def test_dagster_step_end_closes_client_and_deletes_spools(chdb_url: str, unique
         seen["res"] = clickhouse
         return lf.collect().height
 
-    result = dg.materialize([copy], resources={"clickhouse": ClickHouseResource(url=chdb_url)})
+    result = dg.materialize([copy], resources={"clickhouse": resource()})
     assert result.success and result.output_for_node("copy") == 100
     assert not seen["spool"].exists()
     assert seen["res"]._client is None
@@ -574,9 +575,10 @@ def test_dagster_step_end_closes_client_and_deletes_spools(chdb_url: str, unique
         seen["spool"] = Path(clickhouse._spools[-1])
         raise RuntimeError("transform failed")
 
-    result = dg.materialize([fails], resources={"clickhouse": ClickHouseResource(url=chdb_url)}, raise_on_error=False)
+    result = dg.materialize([fails], resources={"clickhouse": resource()}, raise_on_error=False)
     assert not result.success
     assert not seen["spool"].exists()  # deleted on failure too
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_update_schema_adds_nullable_columns_only(res: ClickHouseResource, raw: Any, unique_schema: str) -> None:

@@ -14,7 +14,7 @@ import shutil
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlparse
 
 import pyarrow as pa
@@ -30,7 +30,7 @@ from loom_resources.clickhouse._secrets import (
     select_url,
     url_field_from_env,
 )
-from loom_resources.clickhouse._spool import forget_spool
+from loom_resources.clickhouse._spool import forget_spool, sweep_spools
 from loom_resources.clickhouse._sql import qt
 from loom_resources.clickhouse._url import ENV_URL, ClickHouseURL
 from loom_resources.errors import BackendUnavailableError, LoomError, StoreFullError
@@ -70,8 +70,24 @@ class ClickHouseConnection(ConfigurableResource):
         "releases it when it ends), before failing with BackendUnavailableError.",
     )
     insert_batch_rows: int = PydanticField(default=500_000, description="Rows per insert_arrow batch.")
+    streaming_reads: Literal["direct", "spool"] = PydanticField(
+        default="direct",
+        description="How read_streaming delivers a query result. 'direct' (default): streamed batch by batch "
+        "into the consumer while ClickHouse produces it; each execution of the frame re-runs the query; no "
+        "temporary disk. 'spool': the result is written once to lz4 Arrow IPC segments under spool_dir (a "
+        "snapshot that can be scanned many times), capped by spool_max_bytes, deleted when the step ends.",
+    )
+    spool_max_bytes: int = PydanticField(
+        default=2 * 1024**3,
+        gt=0,
+        description="streaming_reads='spool' only: the most temporary disk one streaming read may use "
+        "(compressed bytes). A larger result fails with SpoolLimitError naming the query and the directory, "
+        "and its spool is deleted at once; a full disk fails with SpoolDiskFullError.",
+    )
     spool_dir: str | None = PydanticField(
-        default=None, description="Directory for streaming-read spool files (default: the system temp directory)."
+        default=None,
+        description="Directory for streaming-read spools (default: the system temp directory). When a "
+        "connection opens, spools there left by dead processes of this host are removed.",
     )
     audit_columns: bool = PydanticField(
         default=False, description="Add _loom_* audit columns to every table this resource writes."
@@ -156,6 +172,7 @@ class ClickHouseConnection(ConfigurableResource):
         if err is not None:
             # raised outside the handler so the client's error (which may echo credentials) is not chained
             raise err
+        sweep_spools(self.spool_dir)  # leftovers of killed processes; never a live process's spool
         return self._client
 
     def _open_embedded(self, clickhouse_connect: Any, path: str) -> Any:

@@ -1,30 +1,29 @@
-"""ClickHouse reads: source SELECTs, eager Arrow fetches and spooled streaming reads."""
+"""ClickHouse reads: source SELECTs, eager Arrow fetches, and streaming reads (streamed straight\ninto the consumer through a Polars IO source, or spooled to capped segments on request)."""
 
 from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
 import polars as pl
 import pyarrow as pa
-import pyarrow.ipc as ipc
+from polars.io.plugins import register_io_source
 
 from loom_resources.clickhouse._client import ClickHouseConnection
 from loom_resources.clickhouse._discovery import ch_columns, table_engine
-from loom_resources.clickhouse._spool import new_spool
-from loom_resources.clickhouse._sql import select_sql
+from loom_resources.clickhouse._spool import new_spool, write_spool
+from loom_resources.clickhouse._sql import qi, select_sql
 from loom_resources.clickhouse._types import from_clickhouse
 from loom_resources.dtypes import ColumnSchema, Schema
-from loom_resources.errors import SchemaMismatchError, TableNotFoundError
+from loom_resources.errors import LoomError, SchemaMismatchError, TableNotFoundError
 from loom_resources.model import RunParams, SourceSpec
-from loom_resources.polars_types import empty_frame, to_polars
+from loom_resources.polars_types import empty_frame, polars_schema, to_polars
 from loom_resources.predicates import check_columns
 
-__all__ = ["arrow_batches", "read_sql", "source_sql"]
+__all__ = ["arrow_batches", "read_sql", "source_sql", "stream_sql"]
 
 _STREAM_BATCH_ROWS = 131_072
-_SPOOL_FILE_ROWS = 2_000_000
 
 
 def source_sql(conn: ClickHouseConnection, spec: SourceSpec, params: RunParams) -> tuple[str, Schema]:
@@ -58,47 +57,112 @@ def source_sql(conn: ClickHouseConnection, spec: SourceSpec, params: RunParams) 
 def read_sql(conn: ClickHouseConnection, sql: str, schema: Schema, *, streaming: bool) -> pl.LazyFrame:
     """Run ``sql`` and return its rows in the Loom ``schema``'s Polars types.
 
-    Eager: fetched now as one Arrow table. Streaming: spooled batch by batch to lz4-compressed
-    Arrow IPC files and scanned lazily; peak memory is about one batch, and the spool is deleted
-    when the connection closes (the step ends), on success and on failure.
+    Eager: fetched now as one Arrow table.
+
+    Streaming (``streaming_reads="direct"``, the default): nothing is read now. The LazyFrame is a
+    Polars IO source that runs the query each time it is collected, sunk or batched, and converts
+    its Arrow record batches one by one as the consumer pulls them: peak memory is about one
+    batch and no temporary disk is used. Projections and ``head`` are pushed into the SQL;
+    filters are applied per batch.
+
+    Streaming with ``streaming_reads="spool"``: the result is written now, once, to lz4-compressed
+    Arrow IPC segments (capped by ``spool_max_bytes``) and scanned lazily, so the frame is a
+    snapshot that can be scanned many times. The spool is deleted when the connection closes
+    (the step ends), and at once if the read fails.
+
+    Raises:
+        SpoolLimitError / SpoolDiskFullError: spool mode only, the spool hit its cap or a full disk.
     """
-    client = conn.client()
     if not streaming:
-        table = conn._call("read", client.query_arrow, sql)
+        table = conn._call("read", conn.client().query_arrow, sql)
         if table.num_rows == 0:
             return empty_frame(schema).lazy()
         return _to_loom_types(pl.from_arrow(table).lazy(), schema)  # type: ignore[union-attr]
-    spool = new_spool(conn.spool_dir)
-    conn.track_spool(spool)
-    files: list[str] = []
-    writer = None
-    rows_in_file = 0
+    if getattr(conn, "streaming_reads", "direct") == "spool":
+        return _spooled(conn, sql, schema)
+    return stream_sql(conn, sql, schema)
+
+
+def stream_sql(conn: ClickHouseConnection, sql: str, schema: Schema) -> pl.LazyFrame:
+    """A LazyFrame that streams ``sql``'s result from ClickHouse whenever it is executed (see
+    :func:`read_sql`). It works with ``collect``, ``collect(engine="streaming")``,
+    ``collect_batches`` and ``sink_*``; each execution runs the query again."""
+    names = [c.name for c in schema]
+
+    def source(
+        with_columns: list[str] | None, predicate: pl.Expr | None, n_rows: int | None, batch_size: int | None
+    ) -> Iterator[pl.DataFrame]:
+        cols = names if with_columns is None else [c for c in with_columns if c in names] or names[:1]
+        query = sql
+        if cols != names:
+            query = f"SELECT {', '.join(qi(c) for c in cols)} FROM ({sql})"
+        if n_rows is not None and predicate is None:
+            query = f"SELECT * FROM ({query}) LIMIT {int(n_rows)}"
+        by_name = {c.name: c for c in schema}
+        return _stream(conn, query, tuple(by_name[c] for c in cols), predicate, n_rows)
+
+    return register_io_source(
+        source, schema=polars_schema(schema), explain_name="clickhouse", explain_detail=_label(sql)
+    )
+
+
+def _stream(
+    conn: ClickHouseConnection, sql: str, schema: Schema, predicate: pl.Expr | None, n_rows: int | None
+) -> Iterator[pl.DataFrame]:
+    exprs: list[pl.Expr] | None = None
+    left = n_rows
+    batches = arrow_batches(conn, sql)
     try:
-        for batch in arrow_batches(conn, sql):
-            if writer is None or rows_in_file >= _SPOOL_FILE_ROWS:
-                # several files: Polars memory-maps each one it scans, so one file would keep
-                # the whole spool resident in the page cache of this process
-                if writer is not None:
-                    writer.close()
-                files.append(os.path.join(spool, f"part-{len(files):05d}.arrow"))
-                writer = ipc.new_file(files[-1], batch.schema, options=ipc.IpcWriteOptions(compression="lz4"))
-                rows_in_file = 0
-            writer.write(batch)
-            rows_in_file += batch.num_rows
-        if writer is None:
-            shutil.rmtree(spool, ignore_errors=True)
-            return empty_frame(schema).lazy()
-        writer.close()
+        for batch in batches:
+            if batch.num_rows == 0:
+                continue
+            df = pl.from_arrow(batch)
+            assert isinstance(df, pl.DataFrame)
+            if exprs is None:
+                exprs = _loom_exprs(df.schema, schema)
+            df = df.select(exprs)
+            if predicate is not None:
+                df = df.filter(predicate)
+            if left is not None:
+                df = df.head(left)
+                left -= df.height
+            yield df
+            if left is not None and left <= 0:
+                return
+    except LoomError:
+        raise
     except Exception as exc:
-        if writer is not None:
-            writer.close()
-        shutil.rmtree(spool, ignore_errors=True)
-        failure = conn.failure(exc, "stream a query result")
+        err = conn.failure(exc, f"stream the result of {_label(sql)}")
     else:
+        return
+    finally:
+        batches.close()  # stop the query when the consumer stops early
+    raise err
+
+
+def _spooled(conn: ClickHouseConnection, sql: str, schema: Schema) -> pl.LazyFrame:
+    directory = new_spool(conn.spool_dir)
+    conn.track_spool(directory)
+    try:
+        files = write_spool(arrow_batches(conn, sql), directory, max_bytes=conn.spool_max_bytes, what=_label(sql))
+    except Exception as exc:
+        shutil.rmtree(directory, ignore_errors=True)
+        failure = conn.failure(exc, f"spool the result of {_label(sql)}")
+    else:
+        if not files:
+            shutil.rmtree(directory, ignore_errors=True)
+            return empty_frame(schema).lazy()
         return _to_loom_types(pl.scan_ipc(files), schema)
     raise failure
 
-def arrow_batches(conn: ClickHouseConnection, sql: str) -> Iterator[pa.RecordBatch]:
+
+def _label(sql: str) -> str:
+    """A short, one-line name of a query for errors and ``explain``."""
+    flat = " ".join(sql.split())
+    return f"query `{flat if len(flat) <= 160 else flat[:157] + '...'}`"
+
+
+def arrow_batches(conn: ClickHouseConnection, sql: str) -> Generator[pa.RecordBatch, None, None]:
     """Arrow record batches of a query's result, pulled one block at a time."""
     if not conn.is_embedded():
         with conn.client().query_arrow_stream(sql) as stream:
@@ -122,7 +186,10 @@ def arrow_batches(conn: ClickHouseConnection, sql: str) -> Iterator[pa.RecordBat
 
 def _to_loom_types(lf: pl.LazyFrame, schema: Schema) -> pl.LazyFrame:
     """Cast what Arrow gave back to the Polars types of the Loom schema."""
-    actual = lf.collect_schema()
+    return lf.select(_loom_exprs(lf.collect_schema(), schema))
+
+
+def _loom_exprs(actual: pl.Schema, schema: Schema) -> list[pl.Expr]:
     exprs = []
     for c in schema:
         want = to_polars(c.dtype)
@@ -132,4 +199,4 @@ def _to_loom_types(lf: pl.LazyFrame, schema: Schema) -> pl.LazyFrame:
             # naive timestamps are stored as UTC epochs; Arrow output labels them with the server zone
             e = e.dt.convert_time_zone("UTC").dt.replace_time_zone(None)
         exprs.append(e.cast(want) if got != want else e)
-    return lf.select(exprs)
+    return exprs
