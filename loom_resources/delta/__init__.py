@@ -10,6 +10,7 @@ work: ``_location`` (where a table lives), ``_types`` (type mapping), ``_read`` 
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from pathlib import Path
 from typing import Any, ClassVar
@@ -26,6 +27,7 @@ from loom_resources.delta._history import write_history
 from loom_resources.delta._location import DeltaLocation, display_uri
 from loom_resources.delta._merge import merge_table
 from loom_resources.delta._read import scan
+from loom_resources.delta._sweep import orphan_files, store_files
 from loom_resources.delta._types import schema_from_delta, storable, to_delta
 from loom_resources.delta._write import prepare_write, result, write_table
 from loom_resources.dtypes import ColumnSchema, Schema
@@ -94,6 +96,13 @@ class DeltaResource(ConfigurableResource):
     )
     min_vacuum_retention_hours: int = Field(
         default=168, description="Vacuum refuses a shorter retention than this, so readers of old versions keep their files."
+    )
+    orphan_min_age_hours: float = Field(
+        default=6.0,
+        description=(
+            "The orphan sweep removes an unreferenced file only when it is older than this, so it never touches "
+            "a file a live write is still creating; keep it above your longest write."
+        ),
     )
 
     # -- locations ---------------------------------------------------------------------------
@@ -275,6 +284,34 @@ class DeltaResource(ConfigurableResource):
         table = self._require(ref)
         return list(table.vacuum(retention_hours=hours, dry_run=dry_run, enforce_retention_duration=False))
 
+    def sweep_orphan_files(self, ref: TableRef | str, *, min_age_hours: float | None = None,
+                           dry_run: bool = False) -> list[str]:
+        """Remove the table's data files that no retained log version references (left by killed
+        or failed writes and lost commit races, multipart ``….parquet#N`` parts included) and that
+        are older than ``min_age_hours`` (default ``orphan_min_age_hours``). Returns the removed
+        paths (relative to the table), or with ``dry_run`` the ones it would remove.
+
+        Raises:
+            ValueError: ``min_age_hours`` is negative.
+        """
+        hours = self.orphan_min_age_hours if min_age_hours is None else min_age_hours
+        if hours < 0:
+            raise ValueError(f"sweep of {ref}: min_age_hours must be >= 0, got {hours}")
+        loc = self._location(ref)
+        if self._open(ref) is None:
+            return []
+        files = store_files(loc)
+        orphans = orphan_files(files, min_age=dt.timedelta(hours=hours))
+        if not dry_run:
+            for path in orphans:
+                files.delete(path)
+        if orphans:
+            get_dagster_logger().info(
+                f"{ref}: {'would remove' if dry_run else 'removed'} {len(orphans)} orphaned file(s) older than "
+                f"{hours}h under {loc.display_uri}: {', '.join(orphans[:20])}{' ...' if len(orphans) > 20 else ''}"
+            )
+        return orphans
+
     def _require(self, ref: TableRef | str) -> DeltaTable:
         table = self._open(ref)
         if table is None:
@@ -282,13 +319,15 @@ class DeltaResource(ConfigurableResource):
         return table
 
     def maintain(self, ref: TableRef, spec: TargetSpec | None = None) -> str:
-        """Routine maintenance of one table (compaction, then vacuum within the retention guard);
-        returns a one-line summary for the maintenance job's log."""
+        """Routine maintenance of one table (compaction, vacuum within the retention guard, then
+        the orphan sweep); returns a one-line summary for the maintenance job's log."""
         if not self.exists(ref):
             return f"skip {ref}: not materialized yet"
         compacted = self.optimize(ref)
         removed = self.vacuum(ref)
-        return f"{ref}: optimize {compacted.get('numFilesRemoved', 0)} files compacted, vacuum removed {len(removed)} files"
+        orphans = self.sweep_orphan_files(ref)
+        return (f"{ref}: optimize {compacted.get('numFilesRemoved', 0)} files compacted, vacuum removed "
+                f"{len(removed)} files, sweep removed {len(orphans)} orphaned files")
 
 
 def _check_columns_exist(table: DeltaTable, names: tuple[str, ...] | list[str], ref: str) -> None:
