@@ -23,13 +23,14 @@ from deltalake.schema import Field as DeltaField
 from pydantic import Field
 
 from loom_resources.capabilities import Capabilities
+from loom_resources.delta._faults import store_faults
 from loom_resources.delta._history import write_history
 from loom_resources.delta._location import DeltaLocation, display_uri
 from loom_resources.delta._merge import merge_table
 from loom_resources.delta._read import scan
 from loom_resources.delta._sweep import orphan_files, store_files
 from loom_resources.delta._types import schema_from_delta, storable, to_delta
-from loom_resources.delta._write import prepare_write, result, write_table
+from loom_resources.delta._write import DeltaWrite, Outcome, prepare_write, result, write_table
 from loom_resources.dtypes import ColumnSchema, Schema
 from loom_resources.errors import BackendUnavailableError, SchemaMismatchError, TableNotFoundError
 from loom_resources.model import (
@@ -145,9 +146,11 @@ class DeltaResource(ConfigurableResource):
             raise BackendUnavailableError(f"Delta root {root} is not writable")
 
     def _open(self, ref: TableRef | str, version: int | None = None) -> DeltaTable | None:
-        table = self._location(ref).open()
-        if table is not None and version is not None:
-            table.load_as_version(version)
+        loc = self._location(ref)
+        with store_faults(str(ref), loc.display_uri, "reading the Delta log"):
+            table = loc.open()
+            if table is not None and version is not None:
+                table.load_as_version(version)
         return table
 
     def expected_schema(self, spec: TargetSpec) -> Schema:
@@ -211,7 +214,8 @@ class DeltaResource(ConfigurableResource):
         table = self._open(spec.ref, spec.version)
         if table is None:
             raise TableNotFoundError(str(spec.ref), self._location(spec.ref).display_uri)
-        return scan(table, spec, params)
+        with store_faults(str(spec.ref), self._location(spec.ref).display_uri, "reading"):
+            return scan(table, spec, params)
 
     def read_streaming(self, spec: SourceSpec, params: RunParams, /) -> pl.LazyFrame:
         """Same as :meth:`read`: ``scan_delta`` is lazy, so collecting or sinking the result with
@@ -237,7 +241,9 @@ class DeltaResource(ConfigurableResource):
         Raises:
             SchemaMismatchError / DataValidationError / PredicateError / UnsupportedTypeError:
                 bad input; the table is left at its previous version.
-            BackendUnavailableError: the root does not exist or is not writable.
+            BackendUnavailableError: the root does not exist or is not writable; its subclasses
+                DeltaStoreFullError / DeltaPermissionError / DeltaStoreUnreachableError (from
+                ``loom_resources.delta._faults``) name the table, its location and what to do.
         """
         if spec.backend.value != "delta":
             raise ValueError(f"table {spec.ref} is declared for backend {spec.backend.value!r}, not delta")
@@ -245,6 +251,15 @@ class DeltaResource(ConfigurableResource):
         frame = to_frame(frame)
         self._check_writable_root()
         loc = self._location(spec.ref)
+        with store_faults(str(spec.ref), loc.display_uri, f"writing ({spec.mode.value})"):
+            w, out = self._execute(frame, spec, params, write_ctx, loc, streaming)
+            res = result(w, out)
+        get_dagster_logger().info(f"{spec.ref}: wrote {res.rows_written} rows, now at version {res.version}"
+                                  + (" (skipped: already committed)" if res.skipped else ""))
+        return res
+
+    def _execute(self, frame: pl.LazyFrame | pl.DataFrame, spec: TargetSpec, params: RunParams,
+                 write_ctx: WriteContext | None, loc: DeltaLocation, streaming: bool) -> tuple[DeltaWrite, Outcome]:
         log = get_dagster_logger()
         if spec.mode is WriteMode.HISTORY:
             w, out = write_history(frame, spec, loc, params, write_ctx, resource_audit=self.audit_columns)
@@ -254,10 +269,7 @@ class DeltaResource(ConfigurableResource):
             log.info(f"{spec.ref}: {spec.mode.value} write to {loc.display_uri} "
                      f"({'streaming' if w.plan.streaming else 'eager'})")
             out = merge_table(w) if spec.mode is WriteMode.MERGE else write_table(w)
-        res = result(w, out)
-        log.info(f"{spec.ref}: wrote {res.rows_written} rows, now at version {res.version}"
-                 + (" (skipped: already committed)" if res.skipped else ""))
-        return res
+        return w, out
 
     # -- maintenance -----------------------------------------------------------------------------
     def optimize(self, ref: TableRef | str, *, z_order: tuple[str, ...] | list[str] = (),

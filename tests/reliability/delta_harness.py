@@ -56,6 +56,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     from loom_resources.dtypes import ColumnSchema as C
     from loom_resources.model import RunParams, TargetSpec, WriteContext
 
+    t_start = time.perf_counter()
     cols = (C("id", "int64", nullable=False), C("day", "date", nullable=False), C("amount", "float64"))
     kw: dict[str, Any] = {"mode": job["mode"], "partition_by": ("day",)}
     if job["mode"] == "merge":
@@ -75,7 +76,8 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     res = DeltaResource(root=job["root"], max_commit_retries=job.get("retries", 8)).write(
         frame, spec, params, streaming=bool(job.get("streaming")), write_ctx=ctx)
-    return {"ok": True, "skipped": res.skipped, "version": res.version, "seconds": time.perf_counter() - t0}
+    end = time.perf_counter()
+    return {"ok": True, "skipped": res.skipped, "version": res.version, "seconds": end - t0, "total": end - t_start}
 
 
 # -- the zygote --------------------------------------------------------------------------------
