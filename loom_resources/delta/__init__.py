@@ -303,6 +303,10 @@ class DeltaResource(ConfigurableResource):
         are older than ``min_age_hours`` (default ``orphan_min_age_hours``). Returns the removed
         paths (relative to the table), or with ``dry_run`` the ones it would remove.
 
+        Runs in :meth:`maintain` (the maintenance job), not at resource start-up: finding orphans
+        means listing every file of every table under the root and reading each table's whole
+        log, which on an object-store lake costs far more than a step should spend starting.
+
         Raises:
             ValueError: ``min_age_hours`` is negative.
         """
