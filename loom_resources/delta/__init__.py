@@ -10,6 +10,7 @@ work: ``_location`` (where a table lives), ``_types`` (type mapping), ``_read`` 
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from pathlib import Path
 from typing import Any, ClassVar
@@ -22,12 +23,14 @@ from deltalake.schema import Field as DeltaField
 from pydantic import Field
 
 from loom_resources.capabilities import Capabilities
+from loom_resources.delta._faults import store_faults
 from loom_resources.delta._history import write_history
 from loom_resources.delta._location import DeltaLocation, display_uri
 from loom_resources.delta._merge import merge_table
 from loom_resources.delta._read import scan
+from loom_resources.delta._sweep import orphan_files, store_files
 from loom_resources.delta._types import schema_from_delta, storable, to_delta
-from loom_resources.delta._write import prepare_write, result, write_table
+from loom_resources.delta._write import DeltaWrite, Outcome, prepare_write, result, write_table
 from loom_resources.dtypes import ColumnSchema, Schema
 from loom_resources.errors import BackendUnavailableError, SchemaMismatchError, TableNotFoundError
 from loom_resources.model import (
@@ -96,6 +99,13 @@ class DeltaResource(ConfigurableResource):
     min_vacuum_retention_hours: int = Field(
         default=168, description="Vacuum refuses a shorter retention than this, so readers of old versions keep their files."
     )
+    orphan_min_age_hours: float = Field(
+        default=6.0,
+        description=(
+            "The orphan sweep removes an unreferenced file only when it is older than this, so it never touches "
+            "a file a live write is still creating; keep it above your longest write."
+        ),
+    )
 
     # -- locations ---------------------------------------------------------------------------
     def resolved_root(self) -> str:
@@ -137,9 +147,11 @@ class DeltaResource(ConfigurableResource):
             raise BackendUnavailableError(f"Delta root {root} is not writable")
 
     def _open(self, ref: TableRef | str, version: int | None = None) -> DeltaTable | None:
-        table = self._location(ref).open()
-        if table is not None and version is not None:
-            table.load_as_version(version)
+        loc = self._location(ref)
+        with store_faults(str(ref), loc.display_uri, "reading the Delta log"):
+            table = loc.open()
+            if table is not None and version is not None:
+                table.load_as_version(version)
         return table
 
     def expected_schema(self, spec: TargetSpec) -> Schema:
@@ -212,7 +224,8 @@ class DeltaResource(ConfigurableResource):
         table = self._open(spec.ref, spec.version)
         if table is None:
             raise TableNotFoundError(str(spec.ref), self._location(spec.ref).display_uri)
-        return scan(table, spec, params)
+        with store_faults(str(spec.ref), self._location(spec.ref).display_uri, "reading"):
+            return scan(table, spec, params)
 
     def read_streaming(self, spec: SourceSpec, params: RunParams, /) -> pl.LazyFrame:
         """Same as :meth:`read`: ``scan_delta`` is lazy, so collecting or sinking the result with
@@ -238,7 +251,9 @@ class DeltaResource(ConfigurableResource):
         Raises:
             SchemaMismatchError / DataValidationError / PredicateError / UnsupportedTypeError:
                 bad input; the table is left at its previous version.
-            BackendUnavailableError: the root does not exist or is not writable.
+            BackendUnavailableError: the root does not exist or is not writable; its subclasses
+                DeltaStoreFullError / DeltaPermissionError / DeltaStoreUnreachableError (from
+                ``loom_resources.delta._faults``) name the table, its location and what to do.
         """
         if spec.backend.value != "delta":
             raise ValueError(f"table {spec.ref} is declared for backend {spec.backend.value!r}, not delta")
@@ -246,6 +261,15 @@ class DeltaResource(ConfigurableResource):
         frame = to_frame(frame)
         self._check_writable_root()
         loc = self._location(spec.ref)
+        with store_faults(str(spec.ref), loc.display_uri, f"writing ({spec.mode.value})"):
+            w, out = self._execute(frame, spec, params, write_ctx, loc, streaming)
+            res = result(w, out)
+        get_dagster_logger().info(f"{spec.ref}: wrote {res.rows_written} rows, now at version {res.version}"
+                                  + (" (skipped: already committed)" if res.skipped else ""))
+        return res
+
+    def _execute(self, frame: pl.LazyFrame | pl.DataFrame, spec: TargetSpec, params: RunParams,
+                 write_ctx: WriteContext | None, loc: DeltaLocation, streaming: bool) -> tuple[DeltaWrite, Outcome]:
         log = get_dagster_logger()
         if spec.mode is WriteMode.HISTORY:
             w, out = write_history(frame, spec, loc, params, write_ctx, resource_audit=self.audit_columns)
@@ -255,10 +279,7 @@ class DeltaResource(ConfigurableResource):
             log.info(f"{spec.ref}: {spec.mode.value} write to {loc.display_uri} "
                      f"({'streaming' if w.plan.streaming else 'eager'})")
             out = merge_table(w) if spec.mode is WriteMode.MERGE else write_table(w)
-        res = result(w, out)
-        log.info(f"{spec.ref}: wrote {res.rows_written} rows, now at version {res.version}"
-                 + (" (skipped: already committed)" if res.skipped else ""))
-        return res
+        return w, out
 
     # -- maintenance -----------------------------------------------------------------------------
     def optimize(self, ref: TableRef | str, *, z_order: tuple[str, ...] | list[str] = (),
@@ -285,6 +306,38 @@ class DeltaResource(ConfigurableResource):
         table = self._require(ref)
         return list(table.vacuum(retention_hours=hours, dry_run=dry_run, enforce_retention_duration=False))
 
+    def sweep_orphan_files(self, ref: TableRef | str, *, min_age_hours: float | None = None,
+                           dry_run: bool = False) -> list[str]:
+        """Remove the table's data files that no retained log version references (left by killed
+        or failed writes and lost commit races, multipart ``….parquet#N`` parts included) and that
+        are older than ``min_age_hours`` (default ``orphan_min_age_hours``). Returns the removed
+        paths (relative to the table), or with ``dry_run`` the ones it would remove.
+
+        Runs in :meth:`maintain` (the maintenance job), not at resource start-up: finding orphans
+        means listing every file of every table under the root and reading each table's whole
+        log, which on an object-store lake costs far more than a step should spend starting.
+
+        Raises:
+            ValueError: ``min_age_hours`` is negative.
+        """
+        hours = self.orphan_min_age_hours if min_age_hours is None else min_age_hours
+        if hours < 0:
+            raise ValueError(f"sweep of {ref}: min_age_hours must be >= 0, got {hours}")
+        loc = self._location(ref)
+        if self._open(ref) is None:
+            return []
+        files = store_files(loc)
+        orphans = orphan_files(files, min_age=dt.timedelta(hours=hours))
+        if not dry_run:
+            for path in orphans:
+                files.delete(path)
+        if orphans:
+            get_dagster_logger().info(
+                f"{ref}: {'would remove' if dry_run else 'removed'} {len(orphans)} orphaned file(s) older than "
+                f"{hours}h under {loc.display_uri}: {', '.join(orphans[:20])}{' ...' if len(orphans) > 20 else ''}"
+            )
+        return orphans
+
     def _require(self, ref: TableRef | str) -> DeltaTable:
         table = self._open(ref)
         if table is None:
@@ -292,13 +345,15 @@ class DeltaResource(ConfigurableResource):
         return table
 
     def maintain(self, ref: TableRef, spec: TargetSpec | None = None) -> str:
-        """Routine maintenance of one table (compaction, then vacuum within the retention guard);
-        returns a one-line summary for the maintenance job's log."""
+        """Routine maintenance of one table (compaction, vacuum within the retention guard, then
+        the orphan sweep); returns a one-line summary for the maintenance job's log."""
         if not self.exists(ref):
             return f"skip {ref}: not materialized yet"
         compacted = self.optimize(ref)
         removed = self.vacuum(ref)
-        return f"{ref}: optimize {compacted.get('numFilesRemoved', 0)} files compacted, vacuum removed {len(removed)} files"
+        orphans = self.sweep_orphan_files(ref)
+        return (f"{ref}: optimize {compacted.get('numFilesRemoved', 0)} files compacted, vacuum removed "
+                f"{len(removed)} files, sweep removed {len(orphans)} orphaned files")
 
 
 def _check_columns_exist(table: DeltaTable, names: tuple[str, ...] | list[str], ref: str) -> None:

@@ -1,5 +1,14 @@
 """One Delta commit per write: ``write_deltalake`` with the write's app transaction, and
-bounded retries when a concurrent writer committed first."""
+bounded retries when a concurrent writer committed first.
+
+The same-write guard: a write hands ``write_deltalake`` the :class:`DeltaTable` it checked
+("has this app transaction committed?"), so that snapshot is the commit's read version. delta-rs
+checks every commit made after the read version against ours before it may commit
+(``conflict_checker.rs``: a winning commit carrying one of our app ids fails ours with
+``ConcurrentTransaction``, also across its internal retries), and a table creation commits
+version 0 only if absent. A concurrent attempt of the same logical write therefore fails to
+commit; :func:`with_retries` then reloads the table, finds the app transaction and skips.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +18,7 @@ from typing import Any, Literal
 
 import pyarrow as pa
 from dagster import get_dagster_logger
-from deltalake import CommitProperties, Transaction, write_deltalake
+from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError
 
 from loom_resources.delta._batches import BatchSource
@@ -21,10 +30,16 @@ from loom_resources.predicates import Predicate, to_sql
 __all__ = ["commit", "commit_properties", "render", "with_retries"]
 
 
-def commit_properties(loc: DeltaLocation, app_id: str | None) -> CommitProperties:
-    """Commit properties recording the write's app transaction (for idempotent retries)."""
+def commit_properties(loc: DeltaLocation, app_id: str | None, *, internal_retries: bool = True) -> CommitProperties:
+    """Commit properties recording the write's app transaction (for idempotent retries).
+
+    ``internal_retries=False``: delta-rs does not move the commit to a later version itself (a
+    table creation must: delta-rs would otherwise commit a losing creation as version 1, without
+    a conflict check, measured with deltalake 1.6).
+    """
     txns = [Transaction(app_id, 1)] if app_id else None
-    return CommitProperties(app_transactions=txns, max_commit_retries=loc.max_commit_retries)
+    retries = loc.max_commit_retries if internal_retries else 0
+    return CommitProperties(app_transactions=txns, max_commit_retries=retries)
 
 
 def commit(
@@ -36,18 +51,32 @@ def commit(
     mode: Literal["append", "overwrite"],
     predicate: str | None = None,
     schema_mode: Literal["merge", "overwrite"] | None = None,
+    snapshot: DeltaTable | None = None,
+    create: bool = False,
 ) -> None:
-    """One ``write_deltalake`` call: one commit, recording the write's app transaction."""
+    """One ``write_deltalake`` call: one commit, recording the write's app transaction.
+
+    Args:
+        snapshot: The table as the write checked it: the commit's read version (delta-rs fails
+            the commit when a later commit conflicts, a commit of the same app id included).
+            ``None``: the latest version when the call starts.
+        create: The write creates the table; it fails (and is retried as a conflict) when a
+            concurrent writer created it first, instead of silently appending to it: the
+            version-0 commit is put-if-absent and delta-rs' own retries are off.
+    """
+    target: str | DeltaTable = snapshot if snapshot is not None else loc.uri
     common: dict[str, Any] = dict(
         partition_by=list(partition_by) or None,
         schema_mode=schema_mode,
         storage_options=loc.storage_options or None,
-        commit_properties=commit_properties(loc, app_id),
+        commit_properties=commit_properties(loc, app_id, internal_retries=not create),
     )
-    if mode == "overwrite":
-        write_deltalake(loc.uri, data, mode="overwrite", predicate=predicate, **common)
+    if create:
+        write_deltalake(target, data, mode="error", **common)
+    elif mode == "overwrite":
+        write_deltalake(target, data, mode="overwrite", predicate=predicate, **common)
     else:
-        write_deltalake(loc.uri, data, mode="append", **common)
+        write_deltalake(target, data, mode="append", **common)
 
 
 def _is_conflict(exc: BaseException) -> bool:

@@ -8,7 +8,6 @@ instead of scanning the table.
 from __future__ import annotations
 
 import polars as pl
-from deltalake import DeltaTable
 
 from loom_resources.conform import frame_partitions
 from loom_resources.delta._batches import as_arrow
@@ -26,10 +25,7 @@ def merge_table(w: DeltaWrite) -> Outcome:
     df = w.frame.collect() if isinstance(w.frame, pl.LazyFrame) else w.frame
     source = w.source(df, streaming=False)
     data = source.prepare(df)  # validates the whole frame, merge keys included
-    if w.table is None:
-        with_retries(spec.ref, w.loc, lambda: w.commit(as_arrow(data, w.schema), mode="append"), source)
-        return Outcome(rows=df.height)
-    if df.height == 0 and not spec.delete_unmatched:
+    if w.table is not None and df.height == 0 and not spec.delete_unmatched:
         return Outcome(rows=0, noop=True)
     q = lambda n: quote_identifier(n, "datafusion")  # noqa: E731
     conds = [f"t.{q(k)} = s.{q(k)}" for k in spec.merge_keys]
@@ -39,9 +35,15 @@ def merge_table(w: DeltaWrite) -> Outcome:
         target_parts = render(partition_predicate(values), spec.ref, qualifier="t")
         conds.append(target_parts)
     predicate = " AND ".join(conds)
+    snapshot = w.snapshots()
 
-    def attempt() -> dict[str, int]:
-        table = DeltaTable(w.loc.uri, storage_options=w.loc.storage_options or None)
+    def attempt() -> dict[str, int] | None:
+        # a merge is idempotent on its keys: a retry (or a concurrent attempt of the same write)
+        # merges the same rows again and changes nothing
+        table = snapshot()
+        if table is None:  # the first write creates the table; a concurrent creator makes it a merge
+            w.commit(as_arrow(data, w.schema), mode="append", create=True)
+            return None
         merger = (
             table.merge(
                 as_arrow(data, w.schema), predicate, source_alias="s", target_alias="t",
@@ -54,5 +56,7 @@ def merge_table(w: DeltaWrite) -> Outcome:
             merger = merger.when_not_matched_by_source_delete(target_parts)
         return merge_metric_counts(dict(merger.execute()))
 
-    metrics = with_retries(spec.ref, w.loc, attempt)
+    metrics = with_retries(spec.ref, w.loc, attempt, source)
+    if metrics is None:
+        return Outcome(rows=df.height)
     return Outcome(rows=df.height, partitions=values, merge_metrics=metrics)

@@ -9,6 +9,7 @@ The replace condition comes rendered from the plan's :class:`~loom_resources.pre
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -75,10 +76,24 @@ class DeltaWrite:
         )
 
     def commit(self, data: pa.Table | pa.RecordBatchReader, *, mode: Literal["append", "overwrite"],
-               predicate: str | None = None, schema_mode: Literal["merge", "overwrite"] | None = None) -> None:
-        """One commit of ``data`` recording this write's app transaction."""
+               predicate: str | None = None, schema_mode: Literal["merge", "overwrite"] | None = None,
+               snapshot: DeltaTable | None = None, create: bool = False) -> None:
+        """One commit of ``data`` recording this write's app transaction (see ``_commit.commit``)."""
         commit(self.loc, data, app_id=self.plan.app_id, partition_by=self.spec.partition_by, mode=mode,
-               predicate=predicate, schema_mode=schema_mode)
+               predicate=predicate, schema_mode=schema_mode, snapshot=snapshot, create=create)
+
+    def snapshots(self) -> Callable[[], DeltaTable | None]:
+        """The table each commit attempt reads: the one this write was planned against first,
+        then the latest version (a retry re-checks everything against the new state)."""
+        first = [True]
+
+        def current() -> DeltaTable | None:
+            if first[0]:
+                first[0] = False
+                return self.table
+            return self.loc.open()
+
+        return current
 
 
 def prepare_write(
@@ -149,42 +164,59 @@ def _frame_partitions(w: DeltaWrite) -> PartitionValues:
 
 
 def write_table(w: DeltaWrite) -> Outcome:
-    """Execute an append, overwrite, replace_partitions or replace_where plan in one commit."""
+    """Execute an append, overwrite, replace_partitions or replace_where plan in one commit.
+
+    An append with a write context commits at most once per logical write: each attempt checks
+    the app transaction on the snapshot it then commits against (see ``_commit``), so a
+    concurrent or repeated attempt of the same write is skipped, never committed twice.
+    """
     spec, plan = w.spec, w.plan
-    mode: Literal["append", "overwrite"] = "append"
-    predicate: str | None = None
     out = Outcome()
-    if spec.mode is WriteMode.OVERWRITE:
-        mode = "overwrite"
-    elif spec.mode is WriteMode.REPLACE_PARTITIONS:
-        values = plan.run_partitions or _frame_partitions(w)
-        out.partitions = values
-        if not values and not w.creating:
+    if spec.mode is WriteMode.REPLACE_PARTITIONS:
+        out.partitions = plan.run_partitions or _frame_partitions(w)
+        if not out.partitions and not w.creating:
             out.noop = True
             return out
-        if values and not w.creating:
-            mode, predicate = "overwrite", render(plan.replace_condition or partition_predicate(values), spec.ref)
-    elif spec.mode is WriteMode.REPLACE_WHERE:
-        assert plan.replace_condition is not None
-        if not w.creating:
-            mode, predicate = "overwrite", render(plan.replace_condition, spec.ref)
     schema_mode: Literal["merge", "overwrite"] | None = None
     if spec.schema_mode is SchemaMode.OVERWRITE:
         schema_mode = "overwrite"
     elif w.new_columns:
         schema_mode = "merge"
     source = w.source()
-    if spec.mode is WriteMode.APPEND and w.table is not None and plan.app_id:
-        if w.table.transaction_version(plan.app_id) is not None:
-            out.skipped = True
-            return out
+    guard = plan.app_id if spec.mode is WriteMode.APPEND else None
+    snapshot = w.snapshots()
 
-    def attempt() -> None:
-        w.commit(source.data(), mode=mode, predicate=predicate, schema_mode=schema_mode)
+    def attempt() -> bool:
+        table = snapshot()
+        if guard and table is not None and table.transaction_version(guard) is not None:
+            return False  # this logical write already committed
+        mode, predicate = _commit_mode(w, out.partitions, creating=table is None)
+        w.commit(source.data(), mode=mode, predicate=predicate, schema_mode=schema_mode, snapshot=table,
+                 create=table is None)
+        return True
 
-    with_retries(spec.ref, w.loc, attempt, source)
+    if not with_retries(spec.ref, w.loc, attempt, source):
+        out.skipped = True
+        return out
     out.rows = source.rows
     return out
+
+
+def _commit_mode(w: DeltaWrite, partitions: PartitionValues, *, creating: bool
+                 ) -> tuple[Literal["append", "overwrite"], str | None]:
+    """The ``write_deltalake`` mode and overwrite predicate of the plan against a table that
+    exists or is being created (a creation writes the frame as the whole table)."""
+    spec, plan = w.spec, w.plan
+    if spec.mode is WriteMode.OVERWRITE:
+        return "overwrite", None
+    if creating:
+        return "append", None
+    if spec.mode is WriteMode.REPLACE_PARTITIONS and partitions:
+        return "overwrite", render(plan.replace_condition or partition_predicate(partitions), spec.ref)
+    if spec.mode is WriteMode.REPLACE_WHERE:
+        assert plan.replace_condition is not None
+        return "overwrite", render(plan.replace_condition, spec.ref)
+    return "append", None
 
 
 def result(w: DeltaWrite, out: Outcome) -> WriteResult:
