@@ -13,12 +13,12 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from loom_resources.errors import BackendUnavailableError, LoomError
+from loom_resources.errors import BackendUnavailableError, LoomError, StoreFullError
 
 __all__ = ["DeltaPermissionError", "DeltaStoreFullError", "DeltaStoreUnreachableError", "store_faults"]
 
 
-class DeltaStoreFullError(BackendUnavailableError):
+class DeltaStoreFullError(BackendUnavailableError, StoreFullError):
     """The Delta store ran out of space (or quota) during a write; nothing was committed."""
 
 
