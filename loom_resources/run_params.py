@@ -13,7 +13,7 @@ import dagster as dg
 
 from loom_resources.model import RunParams
 
-__all__ = ["run_params", "run_params_for"]
+__all__ = ["run_params", "run_params_by_partition", "run_params_for"]
 
 
 def _partition_map(key: str | dg.MultiPartitionKey, columns: Mapping[str, str]) -> dict[str, str]:
@@ -73,3 +73,16 @@ def run_params(context: Any, columns: Mapping[str, str]) -> RunParams:
     """
     keys, window = _keys_and_window(context)
     return run_params_for(keys, window, columns)
+
+
+def run_params_by_partition(context: dg.OutputContext, columns: Mapping[str, str]) -> dict[str, RunParams]:
+    """Partition key -> the run parameters of that one partition, for each partition of the
+    output in this run (``{}`` when unpartitioned)."""
+    if not context.has_asset_partitions:
+        return {}
+    pdef = context.asset_partitions_def
+    out = {}
+    for key in context.asset_partition_keys:
+        window = pdef.time_window_for_partition_key(key) if isinstance(pdef, dg.TimeWindowPartitionsDefinition) else None
+        out[str(key)] = run_params_for([key], window, columns)
+    return out
