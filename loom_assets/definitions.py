@@ -29,14 +29,24 @@ def build_definitions(tables: Sequence[Table], *, backends: Mapping[str, Any] | 
     """
     backends = dict(backends or default_backends())
     one_process = single_process(backends)
-    assets = build_assets(tables, pool=SINGLE_PROCESS_POOL if one_process else None, backends=backends)
+    built = build_assets(tables, pool=SINGLE_PROCESS_POOL if one_process else None, backends=backends)
+    assets = [a for a in built if not isinstance(a, dg.AssetChecksDefinition)]
+    declared_checks = [a for a in built if isinstance(a, dg.AssetChecksDefinition)]
     schema_change_checks = dg.build_column_schema_change_checks(assets=assets)
     jobs, schedules = build_jobs(tables, assets)
+    sensors = []
+    if any(t.automation_condition is not None for t in tables):
+        # evaluates every Table(automation_condition=...) once the daemon runs (`make ui` starts it)
+        sensors.append(dg.AutomationConditionSensorDefinition(
+            "loom_automation", target=dg.AssetSelection.all(), default_status=dg.DefaultSensorStatus.RUNNING,
+            description="Materializes tables whose declared automation_condition is met.",
+        ))
     return dg.Definitions(
         assets=assets,
-        asset_checks=list(schema_change_checks),
+        asset_checks=[*declared_checks, *schema_change_checks],
         jobs=jobs,
         schedules=schedules,
+        sensors=sensors,
         resources=default_resources(backends),
         executor=default_executor(backends),
     )

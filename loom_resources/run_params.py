@@ -49,7 +49,7 @@ def _keys_and_window(context: Any) -> tuple[list[str], dg.TimeWindow | None]:
         if not context.has_asset_partitions:
             return [], None
         return list(context.asset_partition_keys), _window(lambda: context.asset_partitions_time_window)
-    if isinstance(context, dg.AssetExecutionContext):
+    if isinstance(context, (dg.AssetExecutionContext, dg.AssetCheckExecutionContext)):
         if not (context.has_partition_key or context.has_partition_key_range):
             return [], None
         return list(context.partition_keys), _window(lambda: context.partition_time_window)
@@ -64,7 +64,7 @@ def _keys_and_window(context: Any) -> tuple[list[str], dg.TimeWindow | None]:
 
 
 def run_params(context: Any, columns: Mapping[str, str]) -> RunParams:
-    """Run parameters of ``context``: an ``AssetExecutionContext``, an ``OutputContext`` or
+    """Run parameters of ``context``: an ``AssetExecutionContext`` (or an asset check's), an ``OutputContext`` or
     ``InputContext`` (the partitions of that asset in this run), or a step context.
 
     Args:
