@@ -40,14 +40,26 @@ def snapshot(home: Path, url: str) -> dict[str, int]:
     return counts
 
 
-def test_sample_platform(loom_home: Path, chdb_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sample_platform(loom_home: Path, chdb_url: str, monkeypatch: pytest.MonkeyPatch,
+                         capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("LOOM_DEMO_ROWS_PER_DAY", "200")
     from loom_assets import defs
     from loom_assets.demo import materialize_platform
 
     instance = dg.DagsterInstance.ephemeral()
-    results = materialize_platform(defs, instance, "2026-11-01", "2026-11-14", log_level="WARNING")
+    log_file = loom_home / "logs" / "test-demo.log"
+    results = materialize_platform(defs, instance, "2026-11-01", "2026-11-14", log_file=log_file)
     assert all(r.success for r in results)
+    # the console: one line per table with rows, seconds, where SQL ran and the checks' outcome
+    printed = capsys.readouterr().out
+    assert "== daily tables 2026-11-01 to 2026-11-14 (inclusive)" in printed
+    lines = {ln.split()[0]: ln for ln in printed.splitlines() if ln.startswith("  ") and "/" in ln.split()[0]}
+    assert len(lines) == 12 and all("checks" in ln and "passed" in ln for ln in lines.values())
+    assert "2,800 rows  14 partitions" in lines["raw/orders"]
+    assert "sql in clickhouse" in lines["marts/daily_category_revenue"]
+    assert "STEP_SUCCESS" not in printed and "RUN_START" not in printed  # Dagster's own log goes to the file
+    log = log_file.read_text()
+    assert "STEP_SUCCESS" in log and "for 2026-11-01 to 2026-11-14 (inclusive)" in log
 
     raw = delta(loom_home, "raw.orders")
     assert raw.height == 14 * 200 and raw["order_id"].n_unique() == raw.height
