@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export LOOM_HOME ?= $(CURDIR)/.loom
 export DAGSTER_HOME ?= $(LOOM_HOME)/dagster
 
-.PHONY: demo test lint typecheck ui bench clean setup
+.PHONY: demo test lint typecheck ui bench clean setup instance
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (Python 3.11) on PATH"; exit 1; }
@@ -19,8 +19,11 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 setup: $(STAMP)
 
-demo: $(STAMP)
-	@mkdir -p "$(DAGSTER_HOME)"
+# the Dagster instance every entry point shares: $(DAGSTER_HOME) with its dagster.yaml (pool limits)
+instance: $(STAMP)
+	@$(BIN)/python -m loom_assets.settings
+
+demo: instance
 	$(BIN)/python -m loom_assets.demo
 
 lint: $(STAMP)
@@ -32,8 +35,7 @@ typecheck: $(STAMP)
 test: lint typecheck
 	$(BIN)/python -m pytest -q
 
-ui: $(STAMP)
-	@mkdir -p "$(DAGSTER_HOME)"
+ui: instance
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 bench: $(STAMP)

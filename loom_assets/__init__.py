@@ -5,13 +5,16 @@ of the sample platform — is built on first access (Dagster's module loader rea
 ``dir()``/``getattr``, so ``dagster ... -m loom_assets`` and ``workspace.yaml`` still find it).
 """
 
+import os
 import warnings
 from typing import Any
 
 import dagster as dg
 
-# the factory relies on beta APIs on purpose (single-run backfills, schema-change checks)
+# the factory relies on beta and preview APIs on purpose (single-run backfills, schema-change checks,
+# partitioned checks)
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
+warnings.filterwarnings("ignore", category=dg.PreviewWarning)  # partitioned asset checks
 
 from loom_assets.declare import DataCheck, Source, Table, accepted_values, not_null, row_count, unique  # noqa: E402 (after the warnings filter)
 from loom_assets.definitions import build_definitions  # noqa: E402 (after the warnings filter)
@@ -32,6 +35,12 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module 'loom_assets' has no attribute {name!r}")
     if name not in _built:
         from loom_assets.platform import TABLES
+        from loom_assets.settings import ensure_dagster_home
+
+        if os.environ.get("DAGSTER_HOME"):
+            # `dagster dev` / `dagster asset ...` started without make: give the instance its
+            # dagster.yaml (pool limits) when missing; processes started from now on read it
+            ensure_dagster_home(create=False)
 
         _built[name] = build_definitions(TABLES)
     return _built[name]

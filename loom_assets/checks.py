@@ -1,24 +1,82 @@
 """Asset checks of declared tables: the schema contract and declared data checks.
 
-Both run inside the asset's own step right after the write, as real queries against the
-stored table, so a failing blocking check stops downstream assets in the same run. The
-expected schema comes from the backend resource (``expected_schema``), so this module knows
-no backend.
+Each table gets one ``@multi_asset_check`` (:func:`build_checks`) holding its schema contract
+(blocking) and its declared data checks, each with a description. Dagster runs it right after
+the asset in every run that materializes the table, so a failing schema contract stops
+downstream assets in that run; and because it reads only the stored table (never the asset's
+inputs) and can be subset, each check also runs on its own, from the UI or a job, scoped to the
+run's partition or range. The expected schema comes from the backend resource
+(``expected_schema``), so this module knows no backend.
 """
 
-from __future__ import annotations
 
 from typing import Any
 
 import dagster as dg
 import polars as pl
+from dagster import AssetCheckExecutionContext
 
 from loom_assets.declare import DataCheck, Table
 from loom_resources import RunParams, SchemaMode, SourceSpec
 from loom_resources.dtypes import Schema, schema_diff
+from loom_resources.partitions import slice_predicate
 from loom_resources.predicates import Predicate
+from loom_resources.run_params import run_params
+
+__all__ = ["SCHEMA_CHECK", "build_checks", "data_check", "schema_check"]
 
 SCHEMA_CHECK = "schema_matches_declaration"
+
+
+def checks_name(table: Table) -> str:
+    """The op name of a table's checks."""
+    return f"{table.ref.schema}__{table.ref.table}__checks"
+
+
+def build_checks(table: Table, expected: Schema, *, pool: str | None = None) -> dg.AssetChecksDefinition:
+    """The checks of one declared table: the schema contract (blocking) and its data checks.
+
+    Args:
+        table: The declaration.
+        expected: The storage schema the backend derives from the declaration.
+        pool: Dagster concurrency pool (the one of the table's asset).
+    """
+    spec = table.target
+    specs = [dg.AssetCheckSpec(
+        SCHEMA_CHECK, asset=table.asset_key, blocking=True, partitions_def=table.partitions,
+        description=f"The stored schema of {spec.ref} matches the declaration: column names, types, "
+                    "nullability and order. Blocks downstream tables when it fails.",
+    )]
+    specs += [dg.AssetCheckSpec(c.name, asset=table.asset_key, blocking=c.blocking, partitions_def=table.partitions,
+                                description=c.description) for c in table.checks]
+
+    @dg.multi_asset_check(
+        name=checks_name(table), specs=specs, can_subset=True, required_resource_keys={spec.backend.value},
+        pool=pool, description=f"Checks of {spec.ref}, run against the stored table.",
+    )
+    def _checks(context: AssetCheckExecutionContext) -> Any:
+        backend = getattr(context.resources, spec.backend.value)
+        selected = {k.name for k in context.selected_asset_check_keys}
+        stored = backend.schema(spec.ref)
+        if SCHEMA_CHECK in selected:
+            yield schema_check(table, expected, stored)
+        wanted = [c for c in table.checks if c.name in selected]
+        if wanted and stored is None:
+            for chk in wanted:
+                yield dg.AssetCheckResult(check_name=chk.name, passed=False, severity=_severity(chk),
+                                          metadata={"problems": f"table {spec.ref} does not exist"})
+            return
+        # an unpartitioned table is checked whole, even inside a partitioned run
+        params = run_params(context, table.partition_columns) if table.partitions is not None else RunParams()
+        scope = slice_predicate(spec, table.partition_columns, params)
+        for chk in wanted:
+            yield data_check(chk, backend, table, scope)
+
+    return _checks
+
+
+def _severity(check: DataCheck) -> dg.AssetCheckSeverity:
+    return dg.AssetCheckSeverity.ERROR if check.blocking else dg.AssetCheckSeverity.WARN
 
 
 def schema_check(table: Table, expected: Schema, stored: Schema | None) -> dg.AssetCheckResult:
@@ -74,6 +132,6 @@ def data_check(check: DataCheck, reader: Any, table: Table, scope: Predicate | N
     return dg.AssetCheckResult(
         check_name=check.name,
         passed=bool(passed),
-        severity=dg.AssetCheckSeverity.ERROR if check.blocking else dg.AssetCheckSeverity.WARN,
+        severity=_severity(check),
         metadata=md,
     )

@@ -18,6 +18,7 @@ Example::
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import inspect
 from collections.abc import Callable, Mapping, Sequence
@@ -94,6 +95,23 @@ class DataCheck:
         suffix = "_".join(self.columns)
         return f"{self.kind}_{suffix}" if suffix else self.kind
 
+    @property
+    def description(self) -> str:
+        """What the check verifies, in words (shown in the Dagster UI)."""
+        cols = ", ".join(self.columns)
+        scope = " (in the checked partitions, when partitioned)"
+        if self.kind == "not_null":
+            return f"No null values in {cols}{scope}."
+        if self.kind == "unique":
+            return f"Each value of ({cols}) occurs at most once{scope}."
+        if self.kind == "accepted_values":
+            return f"{cols} holds only {', '.join(map(repr, self.values))} or null{scope}."
+        if self.kind == "row_count":
+            low = "any" if self.min_rows is None else str(self.min_rows)
+            high = "any" if self.max_rows is None else str(self.max_rows)
+            return f"The table holds between {low} and {high} rows{scope}."
+        return f"{self.kind} check on {cols}."
+
 
 def not_null(*columns: str, blocking: bool = False) -> DataCheck:
     """Check that ``columns`` hold no nulls."""
@@ -133,6 +151,13 @@ class Table:
         partition_column: The column the partitions map to, or for multi-partitions a mapping
             dimension name -> column.
         checks: Declared data checks.
+        automation_condition: When Dagster materializes the table on its own, e.g.
+            ``dg.AutomationCondition.eager()`` (when upstream changes) or
+            ``dg.AutomationCondition.on_cron("0 2 * * *")`` (daily at 02:00, once upstream is
+            updated); any ``AutomationCondition`` expression. Runs through the automation sensor.
+        fresh_within: The table is stale when its last materialization is older than this:
+            Dagster's ``FreshnessPolicy.time_window(fail_window=fresh_within)`` (the asset's
+            freshness state in the UI).
         description / owners / tags: Shown in the Dagster UI.
     """
 
@@ -155,6 +180,8 @@ class Table:
     partitions: dg.PartitionsDefinition | None = None
     partition_column: str | Mapping[str, str] | None = None
     checks: Sequence[DataCheck] = ()
+    automation_condition: dg.AutomationCondition | None = None
+    fresh_within: dt.timedelta | None = None
     description: str | None = None
     owners: Sequence[str] = ()
     tags: Mapping[str, str] = field(default_factory=dict)
@@ -173,6 +200,10 @@ class Table:
         aliases = [s.name for s in self.sources]  # type: ignore[union-attr]
         if len(set(aliases)) != len(aliases):
             raise SpecError(f"table {self.name}: two sources share the alias in {aliases}; set Source(alias=...)")
+        if self.automation_condition is not None and not isinstance(self.automation_condition, dg.AutomationCondition):
+            raise SpecError(f"table {self.name}: automation_condition must be a dagster.AutomationCondition")
+        if self.fresh_within is not None and self.fresh_within <= dt.timedelta(0):
+            raise SpecError(f"table {self.name}: fresh_within must be a positive timedelta, got {self.fresh_within}")
         for chk in self.checks:
             for c in chk.columns:
                 if c not in cols:

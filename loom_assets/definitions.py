@@ -30,16 +30,26 @@ def build_definitions(tables: Sequence[Table | ExternalTable], *, backends: Mapp
     """
     backends = dict(backends or default_backends())
     one_process = single_process(backends)
-    assets = build_assets(tables, pool=SINGLE_PROCESS_POOL if one_process else None, backends=backends)
+    built = build_assets(tables, pool=SINGLE_PROCESS_POOL if one_process else None, backends=backends)
+    assets = [a for a in built if not isinstance(a, dg.AssetChecksDefinition)]
+    declared_checks = [a for a in built if isinstance(a, dg.AssetChecksDefinition)]
     schema_change_checks = dg.build_column_schema_change_checks(assets=assets)
     declared = [t for t in tables if isinstance(t, Table)]
     jobs, schedules = build_jobs(declared, assets)
     observed, drift_checks, observe_jobs = build_external([t for t in tables if isinstance(t, ExternalTable)], backends)
+    sensors = []
+    if any(t.automation_condition is not None for t in declared):
+        # evaluates every Table(automation_condition=...) once the daemon runs (`make ui` starts it)
+        sensors.append(dg.AutomationConditionSensorDefinition(
+            "loom_automation", target=dg.AssetSelection.all(), default_status=dg.DefaultSensorStatus.RUNNING,
+            description="Materializes tables whose declared automation_condition is met.",
+        ))
     return dg.Definitions(
         assets=[*assets, *observed],
-        asset_checks=[*schema_change_checks, *drift_checks],
+        asset_checks=[*declared_checks, *schema_change_checks, *drift_checks],
         jobs=jobs + [j for j in observe_jobs if not isinstance(j, dg.ScheduleDefinition)],
         schedules=schedules + [j for j in observe_jobs if isinstance(j, dg.ScheduleDefinition)],
+        sensors=sensors,
         resources=default_resources(backends),
         executor=default_executor(backends),
     )

@@ -16,29 +16,15 @@ from pathlib import Path
 
 import dagster as dg
 
-INSTANCE_YAML = """\
-# written by `make demo` / `make ui`: the embedded ClickHouse engine allows one process per
-# data path, so runs are queued one at a time and every Loom asset shares one pool slot.
-concurrency:
-  runs:
-    max_concurrent_runs: 1
-  pools:
-    default_limit: 1
-telemetry:
-  enabled: false
-"""
+from loom_assets.run_summary import summarize_run, write_run_log
 
 
 def ensure_instance() -> dg.DagsterInstance:
-    """A persistent Dagster instance under ``$DAGSTER_HOME`` (default ``$LOOM_HOME/dagster``)."""
-    home = Path(os.environ.get("LOOM_HOME") or ".loom").resolve()
-    os.environ["LOOM_HOME"] = str(home)
-    dagster_home = Path(os.environ.get("DAGSTER_HOME") or home / "dagster").resolve()
-    dagster_home.mkdir(parents=True, exist_ok=True)
-    os.environ["DAGSTER_HOME"] = str(dagster_home)
-    cfg = dagster_home / "dagster.yaml"
-    if not cfg.exists():
-        cfg.write_text(INSTANCE_YAML)
+    """The persistent Dagster instance under ``$DAGSTER_HOME`` (default ``$LOOM_HOME/dagster``),
+    its ``dagster.yaml`` written when missing (:func:`loom_assets.settings.ensure_dagster_home`)."""
+    from loom_assets.settings import ensure_dagster_home
+
+    ensure_dagster_home()
     return dg.DagsterInstance.get()
 
 
@@ -59,10 +45,19 @@ def waves(defs: dg.Definitions) -> list[tuple[str, list[dg.AssetKey], bool]]:
 
 
 def materialize_platform(
-    defs: dg.Definitions, instance: dg.DagsterInstance, start: str, end: str, *, log_level: str = "INFO"
+    defs: dg.Definitions, instance: dg.DagsterInstance, start: str, end: str, *, log_level: str = "CRITICAL",
+    log_file: Path | None = None,
 ) -> list[dg.ExecuteInProcessResult]:
-    """Materialize every asset of ``defs``: the daily ones over ``start``..``end`` (inclusive)
-    as one single-run backfill, the others before or after them."""
+    """Materialize every asset of ``defs``: the daily ones over the partition keys ``start`` to
+    ``end`` (both included) as one single-run backfill, the others before or after them.
+
+    Prints one line per table (rows, seconds, where its SQL ran, its checks); the console shows
+    Dagster's own log only at ``log_level`` and above, and ``log_file`` gets all of it.
+    """
+    from loom_assets.declare import Table
+    from loom_assets.platform import TABLES
+
+    tables = {t.asset_key: t for t in TABLES if isinstance(t, Table)}
     assets = list(defs.assets or []) + list(defs.asset_checks or [])  # type: ignore[arg-type]
     resources = dict(defs.resources or {})
     results = []
@@ -72,15 +67,21 @@ def materialize_platform(
         tags = {}
         if is_partitioned:
             tags = {"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end}
-        names = ", ".join(sorted(k.to_user_string() for k in keys))
-        print(f"== materializing {label}: {names}", flush=True)
+        days = f" {start} to {end} (inclusive)" if is_partitioned else ""
+        print(f"== {label}{days}", flush=True)
         t0 = time.monotonic()
         result = dg.materialize(
             assets, selection=keys, resources=resources, instance=instance, tags=tags,  # type: ignore[arg-type]
-            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}}, raise_on_error=False,
         )
-        print(f"   run {result.run_id} ok in {time.monotonic() - t0:.1f}s", flush=True)
+        if log_file is not None:
+            write_run_log(instance, result.run_id, log_file)
+        for line in summarize_run(instance, result.run_id, tables):
+            print(line, flush=True)
+        print(f"   {'ok' if result.success else 'FAILED'} in {time.monotonic() - t0:.1f}s", flush=True)
         results.append(result)
+        if not result.success:
+            break
     return results
 
 
@@ -104,11 +105,16 @@ def main() -> int:
     from loom_assets.platform.external import land_external
     from loom_assets.report import table_report
 
+    log_file = Path(os.environ["LOOM_HOME"]) / "logs" / f"demo-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}.log"
     print(f"LOOM_HOME={os.environ['LOOM_HOME']}  (orders per day: {os.environ.get('LOOM_DEMO_ROWS_PER_DAY', '100000')})")
+    print(f"full Dagster log: {log_file}")
     print("== other systems land the external tables (outside Dagster): landing.web_events, feeds.fx_rates", flush=True)
     land_external(DEMO_START, DEMO_END + dt.timedelta(days=1))
     observe_external(defs, instance)
-    materialize_platform(defs, instance, DEMO_START.isoformat(), DEMO_END.isoformat())
+    results = materialize_platform(defs, instance, DEMO_START.isoformat(), DEMO_END.isoformat(), log_file=log_file)
+    if not all(r.success for r in results):
+        print(f"\nthe demo failed; see {log_file}")
+        return 1
     print("\n== tables written (read back from the stores)")
     for line in table_report():
         print(line)

@@ -2,8 +2,9 @@
 
 Each :class:`~loom_assets.declare.Table` becomes one ``@asset``: key ``[schema, table]``,
 inputs from its sources (read by the Loom IO manager), ``kinds``, group per schema, a code
-version from its body, ``BackfillPolicy.single_run()`` when partitioned, a blocking
-schema-contract check and its declared data checks. The body runs the SQL (inside the store
+version from its body, ``BackfillPolicy.single_run()``; next to it, its checks
+(:func:`loom_assets.checks.build_checks`: the blocking schema contract and its declared data
+checks), which run after it in the same run and also on their own. The body runs the SQL (inside the store
 when every source lives in one backend that runs SQL, else with Polars) or the Python
 transform and returns the frame; the IO manager writes it.
 
@@ -19,7 +20,7 @@ from typing import Any
 import dagster as dg
 from dagster import AssetExecutionContext
 
-from loom_assets.checks import SCHEMA_CHECK, data_check, schema_check
+from loom_assets.checks import build_checks
 from loom_assets.declare import Table
 from loom_assets.external import ExternalTable
 from loom_assets.sql_body import bind_sql, check_sql
@@ -27,7 +28,6 @@ from loom_resources import Backend, SpecError, UnsupportedTypeError
 from loom_resources.binding import AssetBinding, InputBinding
 from loom_resources.metadata import STARTED_AT_METADATA, column_schema_metadata
 from loom_resources.model import SourceSpec
-from loom_resources.partitions import slice_predicate
 from loom_resources.run_params import run_params
 from loom_resources.run_records import RUN_RECORDS_REF, RUN_RECORDS_SPEC, record_failure
 from loom_resources.sql import PolarsSQLExecutor
@@ -134,12 +134,8 @@ def build_asset(table: Table, by_name: dict[str, Any], backends: Backends, *, po
         for s in table.sources
     }
     kinds = {spec.backend.value, "polars"} | ({"sql"} if table.sql is not None else set())
-    check_specs = [dg.AssetCheckSpec(SCHEMA_CHECK, asset=table.asset_key, blocking=True,
-                                     description="stored schema matches the declaration")]
-    check_specs += [dg.AssetCheckSpec(c.name, asset=table.asset_key, blocking=c.blocking) for c in table.checks]
     description = table.description or f"{spec.mode.value} into {spec.backend.value} table {spec.ref}"
     binding = AssetBinding(target=spec, partition_columns=table.partition_columns)
-    expected = _backend(backends, table).expected_schema(spec)
     metadata = {
         "dagster/column_schema": column_schema_metadata(spec.stored_columns()),
         "dagster/table_name": str(spec.ref),
@@ -151,14 +147,16 @@ def build_asset(table: Table, by_name: dict[str, Any], backends: Backends, *, po
         key=table.asset_key,
         ins=ins,
         partitions_def=table.partitions,
-        backfill_policy=dg.BackfillPolicy.single_run() if table.partitions is not None else None,
+        # unpartitioned tables too, so "everything over a partition range" is one run from the CLI
+        backfill_policy=dg.BackfillPolicy.single_run(),
         kinds=kinds,
         description=description,
         owners=list(table.owners) or None,
         tags=dict(table.tags) or None,
         group_name=spec.ref.schema,
         code_version=table.code_version,
-        check_specs=check_specs,
+        automation_condition=table.automation_condition,
+        freshness_policy=dg.FreshnessPolicy.time_window(fail_window=table.fresh_within) if table.fresh_within else None,
         required_resource_keys=needed,
         metadata=metadata,
         pool=pool,
@@ -173,12 +171,6 @@ def build_asset(table: Table, by_name: dict[str, Any], backends: Backends, *, po
                            exc, started)
             raise
         yield dg.Output(out, metadata={STARTED_AT_METADATA: started.isoformat()})
-        backend = getattr(context.resources, spec.backend.value)
-        yield schema_check(table, expected, backend.schema(spec.ref))
-        if table.checks:
-            scope = slice_predicate(spec, table.partition_columns, params)
-            for chk in table.checks:
-                yield data_check(chk, backend, table, scope)
 
     return _asset
 
@@ -198,8 +190,10 @@ def _run_body(table: Table, context: Any, inputs: dict[str, Any], params: Any, p
 
 def build_assets(tables: Sequence[Table | ExternalTable], *, pool: str | None = None,
                  backends: Backends | None = None) -> list[dg.AssetsDefinition]:
-    """Validate the declarations as a set and build one asset per declared table (external
-    tables are sources only; :func:`loom_assets.external.build_external` observes them).
+    """Validate the declarations as a set and build one asset per declared table, each followed
+    by the table's checks (an ``AssetChecksDefinition``; pass the whole list to ``dg.materialize``
+    or ``Definitions(assets=...)``). External tables are sources only
+    (:func:`loom_assets.external.build_external` observes them).
 
     Args:
         tables: The declared tables.
@@ -211,4 +205,10 @@ def build_assets(tables: Sequence[Table | ExternalTable], *, pool: str | None = 
     backends = _default(backends)
     validate_tables(tables, backends)
     by_name = {str(t.ref): t for t in tables}
-    return [build_asset(t, by_name, backends, pool=pool) for t in tables if isinstance(t, Table)]
+    out: list[dg.AssetsDefinition] = []
+    for t in tables:
+        if not isinstance(t, Table):
+            continue
+        out.append(build_asset(t, by_name, backends, pool=pool))
+        out.append(build_checks(t, _backend(backends, t).expected_schema(t.target), pool=pool))
+    return out

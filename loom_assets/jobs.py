@@ -1,4 +1,5 @@
-"""Jobs and schedules: the daily job of the partitioned tables and the maintenance job."""
+"""Jobs and schedules: the daily job of the partitioned tables, the check job (every declared
+check, without materializing) and the maintenance job."""
 
 
 from collections.abc import Sequence
@@ -28,11 +29,37 @@ def _maintenance_job(tables: Sequence[Table]) -> dg.JobDefinition:
     return loom_maintenance_job
 
 
+CHECK_JOB = "loom_checks"
+
+
+def _check_job(tables: Sequence[Table]) -> tuple[list[Any], list[Any]]:
+    """Every declared check of every table, against the stored tables, without materializing;
+    scheduled daily at 06:00 for the previous day's partition (unpartitioned tables: whole table)."""
+    job = dg.define_asset_job(
+        CHECK_JOB, selection=dg.AssetSelection.checks_for_assets(*[t.asset_key for t in tables]),
+        description="Run every declared check (schema contract and data checks) on the stored tables, "
+                    "without materializing them. Partitioned checks look at the run's partition or range.",
+    )
+    pdefs = [t.partitions for t in tables if t.partitions is not None]
+    pdef = pdefs[0] if pdefs else None
+
+    @dg.schedule(job=job, cron_schedule="0 6 * * *", name="loom_daily_checks",
+                 description="Every check daily at 06:00 UTC, on the last complete day's partition.")
+    def loom_daily_checks(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+        if not isinstance(pdef, dg.TimeWindowPartitionsDefinition):
+            return dg.RunRequest()
+        with dg.partition_loading_context(effective_dt=context.scheduled_execution_time):
+            key = pdef.get_last_partition_key()
+        return dg.RunRequest(run_key=key, tags={"dagster/partition": key} if key else {})
+
+    return [job], [loom_daily_checks]
+
+
 def build_jobs(
     tables: Sequence[Table], assets: Sequence[dg.AssetsDefinition]
 ) -> tuple[list[Any], list[dg.ScheduleDefinition]]:
-    """The daily job (one per distinct partitions definition) with its schedule, and the
-    maintenance job scheduled weekly."""
+    """The daily job (one per distinct partitions definition) with its schedule, the check job
+    scheduled daily, and the maintenance job scheduled weekly."""
     jobs: list[Any] = []
     schedules: list[dg.ScheduleDefinition] = []
     partitioned = [t for t in tables if t.partitions is not None]
@@ -42,6 +69,9 @@ def build_jobs(
         daily = dg.define_asset_job("loom_daily", selection=dg.AssetSelection.assets(*keys))
         jobs.append(daily)
         schedules.append(dg.build_schedule_from_partitioned_job(daily))  # type: ignore[arg-type]
+    jobs_, schedules_ = _check_job(tables)
+    jobs += jobs_
+    schedules += schedules_
     maintenance = _maintenance_job(tables)
     jobs.append(maintenance)
     schedules.append(dg.ScheduleDefinition(job=maintenance, cron_schedule="0 3 * * 0", name="loom_weekly_maintenance"))

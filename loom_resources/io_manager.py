@@ -22,11 +22,11 @@ from loom_resources.clickhouse import ClickHouseResource
 from loom_resources.contracts import SourceReader, StreamingSourceReader, TargetWriter
 from loom_resources.delta import DeltaResource
 from loom_resources.errors import SchemaMismatchError, TableNotFoundError
-from loom_resources.metadata import write_metadata
+from loom_resources.metadata import partition_metadata, write_metadata
 from loom_resources.model import Backend, RunParams, SourceSpec, TargetSpec, WriteContext
-from loom_resources.partitions import slice_predicate
+from loom_resources.partitions import rows_by_partition, slice_predicate
 from loom_resources.plan import accepts_frame
-from loom_resources.run_params import run_params
+from loom_resources.run_params import run_params, run_params_by_partition
 from loom_resources.run_records import RUN_RECORDS_SPEC, RunRecord, append_record
 
 __all__ = ["LoomIOManager"]
@@ -92,6 +92,12 @@ class LoomIOManager(dg.ConfigurableIOManager):
         context.add_output_metadata(
             write_metadata(result, partitioned=bool(params.partition_keys), seconds=time.monotonic() - started)
         )
+        if params.partition_keys:
+            # each partition's materialization gets its own counts, read back from the table
+            stored = rows_by_partition(self.backend(spec.backend), spec, binding.partition_columns, params,
+                                       run_params_by_partition(context, binding.partition_columns))
+            for key, md in partition_metadata(result, stored).items():
+                step.add_asset_metadata(md, asset_key=context.asset_key, partition_key=key)
         version = f", version {result.version}" if result.version is not None else ""
         context.log.info(f"wrote {result.rows_written} rows to {spec.ref} ({result.mode.value}{version})")
 

@@ -15,10 +15,10 @@ from zoneinfo import ZoneInfo
 
 from loom_resources.dtypes import DataType, Date, Datetime
 from loom_resources.errors import SchemaMismatchError
-from loom_resources.model import RunParams, TargetSpec, partition_key_value
+from loom_resources.model import RunParams, SourceSpec, TargetSpec, partition_key_value
 from loom_resources.predicates import And, Compare, In, Or, Predicate, col
 
-__all__ = ["partition_predicate", "run_partition_values", "slice_predicate"]
+__all__ = ["partition_predicate", "rows_by_partition", "run_partition_values", "slice_predicate"]
 
 PartitionValues = tuple[Mapping[str, Any], ...]
 
@@ -74,3 +74,36 @@ def slice_predicate(spec: TargetSpec, partition_columns: Mapping[str, str], para
     types = {c: spec.column(c).dtype for c in partition_columns.values()}
     values = run_partition_values(spec, params, types)
     return partition_predicate(values) if values else None
+
+
+def rows_by_partition(
+    reader: Any, spec: TargetSpec, partition_columns: Mapping[str, str], run: RunParams,
+    each: Mapping[str, RunParams],
+) -> dict[str, int]:
+    """Rows stored in each partition of a run, read back from the table in one scan.
+
+    Args:
+        reader: The table's ``SourceReader``.
+        spec: The table.
+        partition_columns: Partition dimension -> column.
+        run: The whole run (its slice bounds the scan).
+        each: Partition key -> the run parameters of that one partition.
+
+    Returns:
+        Partition key -> rows; ``{}`` when the run is not partitioned.
+    """
+    import polars as pl
+
+    from loom_resources.polars_types import to_expr
+
+    if not each or not partition_columns:
+        return {}
+    columns = tuple(dict.fromkeys(partition_columns.values()))
+    lf = reader.read(SourceSpec(spec.ref, columns, slice_predicate(spec, partition_columns, run)), RunParams())
+    exprs = []
+    for key, params in each.items():
+        pred = slice_predicate(spec, partition_columns, params)
+        inside = pl.lit(True) if pred is None else to_expr(pred).fill_null(False)
+        exprs.append(inside.cast(pl.Int64).sum().alias(key))
+    counts = lf.select(exprs).collect().row(0, named=True)
+    return {k: int(v or 0) for k, v in counts.items()}

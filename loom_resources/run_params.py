@@ -13,7 +13,7 @@ import dagster as dg
 
 from loom_resources.model import RunParams
 
-__all__ = ["run_params", "run_params_for"]
+__all__ = ["run_params", "run_params_by_partition", "run_params_for"]
 
 
 def _partition_map(key: str | dg.MultiPartitionKey, columns: Mapping[str, str]) -> dict[str, str]:
@@ -62,6 +62,8 @@ def _partitions_def(context: Any) -> Any:
         return context.asset_partitions_def if context.has_asset_partitions else None
     if isinstance(context, dg.AssetExecutionContext):
         return context.assets_def.partitions_def
+    if isinstance(context, dg.AssetCheckExecutionContext):
+        return context.op_execution_context._step_execution_context.run_partitions_def  # noqa: SLF001 - no public accessor
     return getattr(context, "run_partitions_def", None) if context.has_partitions else None
 
 
@@ -70,7 +72,7 @@ def _keys_and_window(context: Any) -> tuple[list[str], dg.TimeWindow | None]:
         if not context.has_asset_partitions:
             return [], None
         return list(context.asset_partition_keys), _window(lambda: context.asset_partitions_time_window)
-    if isinstance(context, dg.AssetExecutionContext):
+    if isinstance(context, (dg.AssetExecutionContext, dg.AssetCheckExecutionContext)):
         if not (context.has_partition_key or context.has_partition_key_range):
             return [], None
         return list(context.partition_keys), _window(lambda: context.partition_time_window)
@@ -85,7 +87,7 @@ def _keys_and_window(context: Any) -> tuple[list[str], dg.TimeWindow | None]:
 
 
 def run_params(context: Any, columns: Mapping[str, str]) -> RunParams:
-    """Run parameters of ``context``: an ``AssetExecutionContext``, an ``OutputContext`` or
+    """Run parameters of ``context``: an ``AssetExecutionContext`` (or an asset check's), an ``OutputContext`` or
     ``InputContext`` (the partitions of that asset in this run), or a step context.
 
     Args:
@@ -94,3 +96,16 @@ def run_params(context: Any, columns: Mapping[str, str]) -> RunParams:
     """
     keys, window = _keys_and_window(context)
     return run_params_for(keys, window, columns, timezone=_timezone(_partitions_def(context)) if keys else None)
+
+
+def run_params_by_partition(context: dg.OutputContext, columns: Mapping[str, str]) -> dict[str, RunParams]:
+    """Partition key -> the run parameters of that one partition, for each partition of the
+    output in this run (``{}`` when unpartitioned)."""
+    if not context.has_asset_partitions:
+        return {}
+    pdef = context.asset_partitions_def
+    out = {}
+    for key in context.asset_partition_keys:
+        window = pdef.time_window_for_partition_key(key) if isinstance(pdef, dg.TimeWindowPartitionsDefinition) else None
+        out[str(key)] = run_params_for([key], window, columns, timezone=_timezone(pdef))
+    return out

@@ -60,3 +60,24 @@ def test_partition_range_backfill_is_one_run_one_commit_and_rerun_identical(tmp_
     assert isinstance(df3, pl.DataFrame)
     assert df3.height == 1200
     assert df3.filter(pl.col("order_date") != pl.date(2026, 11, 5)).sort("order_id").equals(df1)
+
+
+def test_fresh_instance_gets_its_config_and_everything_runs_over_a_range(tmp_path: Path) -> None:
+    listed = run(["asset", "list", "-m", "loom_assets"], tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    cfg = (tmp_path / "dagster" / "dagster.yaml").read_text()  # written on first load, when missing
+    assert "max_concurrent_runs: 1" in cfg and "default_limit: 1" in cfg
+    # every asset, partitioned or not, over a partition range: one run
+    everything = run(["asset", "materialize", "-m", "loom_assets", "--select", "*",
+                      "--partition-range", "2026-11-15...2026-11-17"], tmp_path, LOOM_DEMO_ROWS_PER_DAY="20",
+                     PYTHONWARNINGS="ignore::FutureWarning")
+    out = everything.stdout + everything.stderr
+    assert everything.returncode == 0, out[-3000:]
+    assert out.count("RUN_SUCCESS") == 1
+    for noise in ("Warning", "No dagster instance configuration", "Telemetry"):
+        assert noise not in out, noise
+    orders = pl.from_arrow(DeltaTable(str(tmp_path / "delta" / "raw" / "orders")).to_pyarrow_table())
+    assert isinstance(orders, pl.DataFrame)
+    assert sorted(str(d) for d in orders["order_date"].unique()) == ["2026-11-15", "2026-11-16", "2026-11-17"]
+    exports = pl.from_arrow(DeltaTable(str(tmp_path / "delta" / "exports" / "category_revenue")).to_pyarrow_table())
+    assert isinstance(exports, pl.DataFrame) and exports.height > 0

@@ -140,13 +140,13 @@ def test_sql_pushdown(backends: dict[str, Any]) -> None:
 # -- the built assets ----------------------------------------------------------------------------
 
 def _asset(assets: list[dg.AssetsDefinition], name: str) -> dg.AssetsDefinition:
-    return next(a for a in assets if a.key.path[-1] == name)
+    return next(a for a in assets if not isinstance(a, dg.AssetChecksDefinition) and a.key.path[-1] == name)
 
 
 def test_required_resource_keys(backends: dict[str, Any]) -> None:
     tables = [T("a.d"), T("a.c", "clickhouse"), T("a.cd", "clickhouse", sources=["a.d"]), T("a.dd", sources=["a.d"])]
     assets = build_assets(tables, backends=backends)
-    req = {a.key.path[-1]: set(a.required_resource_keys) for a in assets}
+    req = {a.key.path[-1]: set(a.required_resource_keys) for a in assets if not isinstance(a, dg.AssetChecksDefinition)}
     assert req["d"] >= {"delta", "io_manager"} and "clickhouse" not in req["d"]
     assert req["dd"] >= {"delta", "io_manager"} and "clickhouse" not in req["dd"]
     # the run-records table is Delta: every asset needs the delta resource to record failures
@@ -187,7 +187,9 @@ def test_asset_definition_carries_bindings(backends: dict[str, Any]) -> None:
     assert md["dagster/table_name"] == "a.m"
     assert m.partitions_def == daily and m.backfill_policy == dg.BackfillPolicy.single_run()
     assert set(m.specs_by_key[m.key].kinds) == {"clickhouse", "polars", "sql"}
-    assert {c.name for c in m.check_specs} == {"schema_matches_declaration"}
+    # the checks are their own definition right after the asset, so they can run alone
+    checks = next(a for a in assets if isinstance(a, dg.AssetChecksDefinition) and m.key in {k.asset_key for k in a.check_keys})
+    assert {k.name for k in checks.check_keys} == {"schema_matches_declaration"} and not list(m.check_specs)
 
 
 def test_two_sets_of_assets_keep_their_own_specs(backends: dict[str, Any]) -> None:

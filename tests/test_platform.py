@@ -41,7 +41,8 @@ def snapshot(home: Path, url: str) -> dict[str, int]:
     return counts
 
 
-def test_sample_platform(loom_home: Path, chdb_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sample_platform(loom_home: Path, chdb_url: str, monkeypatch: pytest.MonkeyPatch,
+                         capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("LOOM_DEMO_ROWS_PER_DAY", "200")
     from loom_assets import defs
     from loom_assets.demo import materialize_platform
@@ -49,8 +50,19 @@ def test_sample_platform(loom_home: Path, chdb_url: str, monkeypatch: pytest.Mon
 
     instance = dg.DagsterInstance.ephemeral()
     land_external(date(2026, 11, 1), date(2026, 11, 15))
-    results = materialize_platform(defs, instance, "2026-11-01", "2026-11-14", log_level="WARNING")
+    log_file = loom_home / "logs" / "test-demo.log"
+    results = materialize_platform(defs, instance, "2026-11-01", "2026-11-14", log_file=log_file)
     assert all(r.success for r in results)
+    # the console: one line per table with rows, seconds, where SQL ran and the checks' outcome
+    printed = capsys.readouterr().out
+    assert "== daily tables 2026-11-01 to 2026-11-14 (inclusive)" in printed
+    lines = {ln.split()[0]: ln for ln in printed.splitlines() if ln.startswith("  ") and "/" in ln.split()[0]}
+    assert len(lines) == 14 and all("checks" in ln and "passed" in ln for ln in lines.values())
+    assert "2,800 rows  14 partitions" in lines["raw/orders"]
+    assert "sql in clickhouse" in lines["marts/daily_category_revenue"]
+    assert "STEP_SUCCESS" not in printed and "RUN_START" not in printed  # Dagster's own log goes to the file
+    log = log_file.read_text()
+    assert "STEP_SUCCESS" in log and "for 2026-11-01 to 2026-11-14 (inclusive)" in log
     web = delta(loom_home, "staging.web_daily").sort("event_date")
     assert web.height == 14 and web["visits"].to_list() == [1000] * 14
     fx = ch(chdb_url, "SELECT currency, revenue FROM marts.revenue_by_currency ORDER BY currency")

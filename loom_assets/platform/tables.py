@@ -31,7 +31,8 @@ def _window(context: dg.AssetExecutionContext) -> tuple[dt.date, dt.date]:
 def land_orders(context: dg.AssetExecutionContext) -> pl.LazyFrame:
     """Synthetic orders of the run's days, produced lazily (written on the streaming path)."""
     start, end = _window(context)
-    context.log.info(f"generating {synthetic.rows_per_day()} orders/day for {start} .. {end}")
+    last = end - dt.timedelta(days=1)  # the window's end is exclusive
+    context.log.info(f"generating {synthetic.rows_per_day()} orders/day for {start} to {last} (inclusive)")
     return synthetic.orders(start, end)
 
 
@@ -64,7 +65,9 @@ TABLES: list[Table] = [
         "raw.orders", backend="delta", columns=ORDER_COLUMNS, transform=land_orders,
         mode="replace_partitions", partitions=daily, partition_column="order_date",
         checks=[not_null("order_id"), unique("order_id"), accepted_values("status", synthetic.STATUSES)],
-        description="Orders landed daily from the (synthetic) shop system.", owners=["team:data-platform"],
+        automation_condition=dg.AutomationCondition.on_cron("0 2 * * *"), fresh_within=dt.timedelta(hours=26),
+        description="Orders landed daily from the (synthetic) shop system (daily at 02:00; stale after 26 hours).",
+        owners=["team:data-platform"],
     ),
     Table(
         "raw.products", backend="delta", transform=land_products, mode="overwrite",
@@ -88,7 +91,8 @@ TABLES: list[Table] = [
             WHERE o.status <> 'cancelled'
               AND o.order_date >= {partition_start_date} AND o.order_date < {partition_end_date}
         """,
-        checks=[not_null("amount")],
+        checks=[not_null("amount")], automation_condition=dg.AutomationCondition.eager(),
+        description="Orders with category and amount, refreshed whenever raw orders or products change.",
     ),
     Table(
         "staging.order_status", backend="delta", mode="replace_where", partitions=daily,

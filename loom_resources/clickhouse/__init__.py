@@ -4,11 +4,13 @@ clickhouse-connect, against the embedded engine (``chdb://``) or a server (``htt
 The resource holds the contract methods; the package's modules do the work: ``_client``
 (connection, credentials, the embedded engine's lock), ``_types`` (type mapping), ``_sql``
 (rendering), ``_discovery``, ``_read`` (eager and spooled reads), ``_pushdown`` (SQL that runs
-inside ClickHouse), ``_stage`` and ``_write`` (executing a :class:`~loom_resources.plan.WritePlan`).
+inside ClickHouse), ``_stage`` and ``_write`` (executing a :class:`~loom_resources.plan.WritePlan`),
+``_version`` (the table version: a write counter).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -25,6 +27,7 @@ from loom_resources.clickhouse._read import read_sql, source_sql
 from loom_resources.clickhouse._sql import lit, qi, qt
 from loom_resources.clickhouse._sweep import sweep_staging
 from loom_resources.clickhouse._types import storable, to_clickhouse
+from loom_resources.clickhouse._version import bump_version, table_version
 from loom_resources.dtypes import ColumnSchema, Schema
 from loom_resources.errors import SchemaMismatchError, TableNotFoundError
 from loom_resources.model import (
@@ -221,8 +224,16 @@ class ClickHouseResource(ClickHouseConnection):
             raise ValueError(f"table {spec.ref} is declared for backend {spec.backend.value!r}, not clickhouse")
         self.capabilities.check(spec, "clickhouse")
         self.recover()
-        return write_frame(self, frame, spec, params, streaming=streaming, write_ctx=write_ctx,
-                           resource_audit=self.audit_columns, batch_rows=self.insert_batch_rows)
+        result = write_frame(self, frame, spec, params, streaming=streaming, write_ctx=write_ctx,
+                             resource_audit=self.audit_columns, batch_rows=self.insert_batch_rows)
+        # the table version is a write counter kept by the resource (see ``_version``)
+        unchanged = result.noop or result.skipped
+        return dataclasses.replace(result, version=table_version(self, spec.ref) if unchanged else bump_version(self, spec.ref))
+
+    def table_version(self, ref: TableRef) -> int | None:
+        """How many writes Loom published to ``ref`` (its ``loom/table_version``); ``None`` when
+        Loom never wrote it. Changes made outside Loom do not count."""
+        return table_version(self, ref)
 
     # -- maintenance -----------------------------------------------------------------------
 

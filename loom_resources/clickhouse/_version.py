@@ -1,0 +1,48 @@
+"""Table versions of ClickHouse tables: a write counter kept by the resource.
+
+ClickHouse has no table version like Delta's log, so each successful Loom write to a table
+appends one row to ``loom.table_versions`` (``table``, ``version``, ``written_at``): version 1
+is the first write through Loom, each later write adds one. A table's version therefore counts
+the writes Loom published to it; changes made outside Loom do not move it. The counter is
+exact when writes to one table do not overlap (the embedded engine's pool serializes them; on a
+server, one run per table at a time, as Dagster's partitioned runs of one asset are).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from loom_resources.clickhouse._sql import lit
+from loom_resources.model import TableRef
+
+__all__ = ["VERSIONS_REF", "bump_version", "table_version"]
+
+#: The counter table (the ``loom`` schema is reserved for Loom's own tables).
+VERSIONS_REF = TableRef("loom", "table_versions")
+_T = f"`{VERSIONS_REF.schema}`.`{VERSIONS_REF.table}`"
+
+
+def table_version(conn: Any, ref: TableRef) -> int | None:
+    """The table's current version; ``None`` when Loom never wrote it."""
+    if not conn.exists(VERSIONS_REF):
+        return None
+    v = conn.query_rows(f"SELECT max(version) FROM {_T} WHERE table = {lit(str(ref))}", what=f"read the version of {ref}")
+    return int(v[0][0]) if v and v[0][0] else None
+
+
+def bump_version(conn: Any, ref: TableRef) -> int:
+    """Record one more write to ``ref`` and return its new version."""
+    conn.command(f"CREATE DATABASE IF NOT EXISTS `{VERSIONS_REF.schema}`", what="create database loom")
+    conn.command(
+        f"CREATE TABLE IF NOT EXISTS {_T} (table String, version UInt64, written_at DateTime64(6, 'UTC')) "
+        "ENGINE = MergeTree ORDER BY (table, version)",
+        what=f"create {VERSIONS_REF}",
+    )
+    conn.command(
+        f"INSERT INTO {_T} SELECT {lit(str(ref))}, ifNull(max(version), 0) + 1, now64(6, 'UTC') FROM {_T} "
+        f"WHERE table = {lit(str(ref))}",
+        what=f"count a write to {ref}",
+    )
+    v = table_version(conn, ref)
+    assert v is not None
+    return v
