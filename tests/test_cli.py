@@ -67,6 +67,12 @@ def test_fresh_instance_gets_its_config_and_everything_runs_over_a_range(tmp_pat
     assert listed.returncode == 0, listed.stderr
     cfg = (tmp_path / "dagster" / "dagster.yaml").read_text()  # written on first load, when missing
     assert "max_concurrent_runs: 1" in cfg and "default_limit: 1" in cfg
+    # the external tables are landed by their own systems first (the demo plays them)
+    land = subprocess.run(
+        [sys.executable, "-c", "import datetime as d; from loom_assets.platform.external import land_external; "
+         "land_external(d.date(2026, 11, 15), d.date(2026, 11, 18))"],
+        cwd=ROOT, env={**os.environ, "LOOM_HOME": str(tmp_path)}, capture_output=True, text=True, timeout=120)
+    assert land.returncode == 0, land.stderr[-2000:]
     # every asset, partitioned or not, over a partition range: one run
     everything = run(["asset", "materialize", "-m", "loom_assets", "--select", "*",
                       "--partition-range", "2026-11-15...2026-11-17"], tmp_path, LOOM_DEMO_ROWS_PER_DAY="20",
