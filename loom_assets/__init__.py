@@ -34,7 +34,7 @@ def __getattr__(name: str) -> Any:
     if name != "defs":
         raise AttributeError(f"module 'loom_assets' has no attribute {name!r}")
     if name not in _built:
-        from loom_assets.platform import TABLES
+        from loom_assets.platform import ASSETS, TABLES
         from loom_assets.settings import ensure_dagster_home
 
         if os.environ.get("DAGSTER_HOME"):
@@ -42,7 +42,7 @@ def __getattr__(name: str) -> Any:
             # dagster.yaml (pool limits) when missing; processes started from now on read it
             ensure_dagster_home(create=False)
 
-        _built[name] = build_definitions(TABLES)
+        _built[name] = build_definitions(TABLES, assets=ASSETS)
     return _built[name]
 
 

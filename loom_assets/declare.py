@@ -55,6 +55,8 @@ class Source:
             (default: the table name without schema).
         partition_mapping: Dagster partition mapping to the upstream (default: Dagster's).
         streaming: Read through the streaming reader (bounded memory).
+        asset: The source is a plain Dagster asset (e.g. stored by a dagster-polars IO manager),
+            loaded by its own IO manager rather than by Loom.
     """
 
     table: str
@@ -63,6 +65,7 @@ class Source:
     alias: str | None = None
     partition_mapping: dg.PartitionMapping | None = None
     streaming: bool = False
+    asset: bool = False
 
     @property
     def ref(self) -> TableRef:

@@ -20,17 +20,35 @@ from loom_resources.defaults import (
 )
 
 
-def build_definitions(tables: Sequence[Table | ExternalTable], *, backends: Mapping[str, Any] | None = None) -> dg.Definitions:
+def _plain_resources(resources: Mapping[str, Any] | None) -> dict[str, Any]:
+    if resources is not None:
+        return dict(resources)
+    from loom_assets.polars_io import PolarsParquetIOManager
+    from loom_assets.settings import loom_home
+
+    return {"polars_parquet_io_manager": PolarsParquetIOManager(base_dir=str(loom_home() / "parquet"))}
+
+
+def build_definitions(
+    tables: Sequence[Table | ExternalTable], *, backends: Mapping[str, Any] | None = None,
+    assets: Sequence[Any] = (), resources: Mapping[str, Any] | None = None,
+) -> dg.Definitions:
     """Build the Definitions of a set of declared and external tables.
 
     Args:
         tables: The declared tables and the external tables they read.
+        assets: Plain Dagster assets alongside them (e.g. dagster-polars ones): they read
+            declared tables through the Loom IO manager and are read with ``Source(..., asset=True)``.
+        resources: More resources (IO managers of the plain assets); the default adds a
+            dagster-polars Parquet IO manager under ``$LOOM_HOME/parquet`` as
+            ``polars_parquet_io_manager``.
         backends: Backend name -> resource (default: Delta and ClickHouse configured from the
             environment). A declaration a backend cannot serve fails here, naming the table.
     """
     backends = dict(backends or default_backends())
     one_process = single_process(backends)
     built = build_assets(tables, pool=SINGLE_PROCESS_POOL if one_process else None, backends=backends)
+    plain = list(assets)
     assets = [a for a in built if not isinstance(a, dg.AssetChecksDefinition)]
     declared_checks = [a for a in built if isinstance(a, dg.AssetChecksDefinition)]
     schema_change_checks = dg.build_column_schema_change_checks(assets=assets)
@@ -45,11 +63,11 @@ def build_definitions(tables: Sequence[Table | ExternalTable], *, backends: Mapp
             description="Materializes tables whose declared automation_condition is met.",
         ))
     return dg.Definitions(
-        assets=[*assets, *observed],
+        assets=[*assets, *plain, *observed],
         asset_checks=[*declared_checks, *schema_change_checks, *drift_checks],
         jobs=jobs + [j for j in observe_jobs if not isinstance(j, dg.ScheduleDefinition)],
         schedules=schedules + [j for j in observe_jobs if isinstance(j, dg.ScheduleDefinition)],
         sensors=sensors,
-        resources=default_resources(backends),
+        resources={**default_resources(backends), **_plain_resources(resources)},
         executor=default_executor(backends),
     )

@@ -66,8 +66,9 @@ def validate_tables(tables: Sequence[Table | ExternalTable], backends: Backends 
         if isinstance(t, ExternalTable):
             continue
         for s in t.sources:
-            if str(s.ref) not in by_name:  # type: ignore[union-attr]
-                raise SpecError(f"table {t.ref}: source {s.ref} is not a declared table")  # type: ignore[union-attr]
+            if not s.asset and str(s.ref) not in by_name:  # type: ignore[union-attr]
+                raise SpecError(f"table {t.ref}: source {s.ref} is not a declared table "  # type: ignore[union-attr]
+                                "(for a plain Dagster asset, declare Source(..., asset=True))")
         resource = _backend(backends, t)
         resource.capabilities.check(t.target, t.target.backend.value)
         try:
@@ -91,7 +92,8 @@ def _check_cycles(by_name: dict[str, Any]) -> None:
             raise SpecError(f"table {name}: sources form a cycle {' -> '.join(cycle)}")
         state[name] = 1
         for s in by_name[name].sources:
-            visit(str(s.ref), path + [name])  # type: ignore[union-attr]
+            if str(s.ref) in by_name:  # plain Dagster assets are outside the declared graph
+                visit(str(s.ref), path + [name])  # type: ignore[union-attr]
         state[name] = 2
 
     for name in by_name:
@@ -103,6 +105,8 @@ def sql_pushdown(table: Table, by_name: dict[str, Any], backends: Backends) -> t
     when every source lives in one backend that runs SQL; else ``None`` (Polars)."""
     if table.sql is None or not table.sources:
         return None
+    if any(s.asset for s in table.sources):  # type: ignore[union-attr]
+        return None  # a plain asset arrives as a polars frame
     names = {Backend(by_name[str(s.ref)].backend).value for s in table.sources}  # type: ignore[union-attr]
     if len(names) != 1:
         return None
@@ -118,21 +122,26 @@ def _upstream(source: Any) -> Any:
     return AssetBinding(target=source.target, partition_columns=source.partition_columns).source()
 
 
+def _asset_in(source: Any, table: Table, by_name: dict[str, Any], relation: bool) -> dg.AssetIn:
+    """The input of one source: a Loom table read by the Loom IO manager (with its binding), or a
+    plain Dagster asset loaded by its own IO manager."""
+    if source.asset:
+        return dg.AssetIn(key=dg.AssetKey([source.ref.schema, source.ref.table]), partition_mapping=source.partition_mapping)
+    return dg.AssetIn(
+        key=by_name[str(source.ref)].asset_key,
+        metadata=InputBinding(
+            SourceSpec(source.ref, source.columns, source.predicate), streaming=source.streaming, relation=relation,
+            consumer_partition_columns=table.partition_columns, upstream=_upstream(by_name[str(source.ref)]),
+        ).metadata(),
+        partition_mapping=source.partition_mapping,
+    )
+
+
 def build_asset(table: Table, by_name: dict[str, Any], backends: Backends, *, pool: str | None = None) -> dg.AssetsDefinition:
     """Build the asset of one declared table (call :func:`build_assets` for a whole set)."""
     spec = table.target
     pushdown = sql_pushdown(table, by_name, backends)
-    ins = {
-        s.name: dg.AssetIn(  # type: ignore[union-attr]
-            key=by_name[str(s.ref)].asset_key,  # type: ignore[union-attr]
-            metadata=InputBinding(
-                SourceSpec(s.ref, s.columns, s.predicate), streaming=s.streaming, relation=pushdown is not None,  # type: ignore[union-attr]
-                consumer_partition_columns=table.partition_columns, upstream=_upstream(by_name[str(s.ref)]),  # type: ignore[union-attr]
-            ).metadata(),
-            partition_mapping=s.partition_mapping,  # type: ignore[union-attr]
-        )
-        for s in table.sources
-    }
+    ins = {s.name: _asset_in(s, table, by_name, pushdown is not None) for s in table.sources}  # type: ignore[union-attr]
     kinds = {spec.backend.value, "polars"} | ({"sql"} if table.sql is not None else set())
     description = table.description or f"{spec.mode.value} into {spec.backend.value} table {spec.ref}"
     binding = AssetBinding(target=spec, partition_columns=table.partition_columns)
@@ -141,7 +150,8 @@ def build_asset(table: Table, by_name: dict[str, Any], backends: Backends, *, po
         "dagster/table_name": str(spec.ref),
         **binding.metadata(),
     }
-    needed = {spec.backend.value, RUN_RECORDS_SPEC.backend.value} | {Backend(by_name[str(s.ref)].backend).value for s in table.sources}  # type: ignore[union-attr]
+    needed = {spec.backend.value, RUN_RECORDS_SPEC.backend.value} | {
+        Backend(by_name[str(s.ref)].backend).value for s in table.sources if not s.asset}  # type: ignore[union-attr]
 
     @dg.asset(
         key=table.asset_key,

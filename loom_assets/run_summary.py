@@ -55,13 +55,14 @@ def summarize_run(instance: dg.DagsterInstance, run_id: str, tables: Mapping[dg.
     lines = []
     for key, m in md.items():
         table = tables.get(key)
-        rows = m.get("loom/run_rows_written") or m.get("loom/rows_written")
+        rows = m.get("loom/run_rows_written") or m.get("loom/rows_written") or m.get("dagster/row_count")
         n = f"{rows.value:>12,d} rows" if rows is not None else " " * 17
         parts = f"{partitions[key]:>3d} partitions" if partitions[key] else " " * 14
         results = checks.get(key, [])
         bad = [name for name, ok in results if not ok]
         verdict = f"checks {len(results) - len(bad)}/{len(results)} passed" + (f" (failed: {', '.join(bad)})" if bad else "")
-        backend = table.target.backend.value if table is not None else "?"
+        verdict = verdict if results or table is not None else "(its own IO manager)"
+        backend = table.target.backend.value if table is not None else "plain"  # a plain Dagster asset
         lines.append(f"  {key.to_user_string():34s} {backend:10s} {n} {parts} {seconds.get(key, 0.0):6.1f}s  "
                      f"{_engine(table, m):17s} {verdict}")
     lines += [f"  step {s} FAILED (see the log file)" for s in failed]

@@ -3,9 +3,11 @@ external tables (written by other systems) some of them read."""
 
 from loom_assets.declare import Table
 from loom_assets.external import ExternalTable
-from loom_assets.platform import external, tables
+from loom_assets.platform import external, features, tables
 from loom_assets.platform.tables import DEMO_END, DEMO_START, daily
 
-TABLES: list[Table | ExternalTable] = [*tables.TABLES, *external.TABLES, *external.EXTERNAL]
+TABLES: list[Table | ExternalTable] = [*tables.TABLES, *external.TABLES, *features.TABLES, *external.EXTERNAL]
+#: Plain Dagster assets (dagster-polars) that the declared tables read or that read them.
+ASSETS = list(features.ASSETS)
 
-__all__ = ["DEMO_END", "DEMO_START", "TABLES", "daily"]
+__all__ = ["ASSETS", "DEMO_END", "DEMO_START", "TABLES", "daily"]
