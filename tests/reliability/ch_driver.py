@@ -59,6 +59,18 @@ def write(home: str, mode: str, gen: int, run_id: str, order: str, streaming: bo
     return {"rows": out.rows_written, "skipped": out.skipped}
 
 
+def write_day(home: str, index: int) -> dict[str, object]:
+    """Replace one day (generation 2) of the replace_partitions table, as one of several writers."""
+    res = ClickHouseResource(url=f"chdb://{home}/ch", embedded_wait_s=120)
+    day = DAYS[index]
+    df = frame("append", 1, "asc").filter(pl.col("day") == day).with_columns(pl.lit(2, pl.Int64).alias("gen"))
+    params = RunParams(partition_keys=(day.isoformat(),), partitions=({"day": day.isoformat()},))
+    ctx = WriteContext(run_id=f"day-{index}", asset_key="rel/t", partition_keys=(day.isoformat(),))
+    out = res.write(df, spec("replace_partitions"), params, write_ctx=ctx)
+    res.close()
+    return {"rows": out.rows_written, "skipped": out.skipped}
+
+
 def read(home: str, mode: str) -> dict[str, object]:
     res = ClickHouseResource(url=f"chdb://{home}/ch")
     recovered = res.recover()
@@ -81,6 +93,8 @@ if __name__ == "__main__":
         result = write(home, mode, gen, run_id, order, streaming)
         if cmd == "write+read":
             result |= read(home, mode)
+    elif cmd == "day":
+        result = write_day(home, int(mode))
     else:
         result = read(home, mode)
     print(json.dumps(result, default=int), flush=True)
