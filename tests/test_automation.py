@@ -60,3 +60,25 @@ def test_sample_platform_conditions_evaluate_as_declared() -> None:
                                           cursor=r.cursor)
     assert r.get_requested_partitions(STAGING_ORDERS) == {"2026-11-15"}
     assert r.get_num_requested(RAW_ORDERS) == 0
+
+
+def test_an_eager_table_runs_when_its_external_source_changes(tmp_path: object) -> None:
+    """A new observation of an external table (a new data version) requests its eager consumer."""
+    from loom_assets import ExternalTable, build_definitions
+    from loom_resources.clickhouse import ClickHouseResource
+    from loom_resources.delta import DeltaResource
+
+    ext = ExternalTable("landing.events", "delta", columns=[ColumnSchema("id", "int64", False)])
+    t = Table("s.copy", backend="delta", columns=[ColumnSchema("id", "int64", False)], mode="overwrite",
+              sources=["landing.events"], sql="SELECT id FROM events", automation_condition=dg.AutomationCondition.eager())
+    defs = build_definitions([ext, t], backends={"delta": DeltaResource(root=str(tmp_path)), "clickhouse": ClickHouseResource()})
+    instance = dg.DagsterInstance.ephemeral()
+    selection = dg.AssetSelection.assets(t.asset_key)
+    r = dg.evaluate_automation_conditions(defs, instance, asset_selection=selection)
+    instance.report_runless_asset_event(dg.AssetMaterialization(t.asset_key))  # the table is up to date
+    r = dg.evaluate_automation_conditions(defs, instance, asset_selection=selection, cursor=r.cursor)
+    assert r.total_requested == 0
+    # the other system changes the table: an observation with a new data version
+    instance.report_runless_asset_event(dg.AssetObservation(ext.asset_key, tags={"dagster/data_version": "7"}))
+    r = dg.evaluate_automation_conditions(defs, instance, asset_selection=selection, cursor=r.cursor)
+    assert r.get_num_requested(t.asset_key) == 1
