@@ -16,6 +16,8 @@ PARQUET_IO_MANAGER = "polars_parquet_io_manager"
 @dg.asset(
     key=["features", "customer_features"], group_name="features", io_manager_key=PARQUET_IO_MANAGER,
     ins={"clv": dg.AssetIn(key=["marts", "customer_lifetime_value"])}, kinds={"polars", "parquet"},
+    # like the declared tables, so "everything over a partition range" stays one run from the CLI
+    backfill_policy=dg.BackfillPolicy.single_run(),
     description="per-customer features (a plain dagster-polars asset stored as Parquet)",
 )
 def customer_features(clv: pl.LazyFrame) -> pl.DataFrame:

@@ -18,6 +18,8 @@ same for every unfinished publication when a resource first writes or reads.
 from __future__ import annotations
 
 import hashlib
+import os
+import re
 import uuid
 
 from loom_resources.clickhouse._client import ClickHouseConnection
@@ -29,12 +31,21 @@ from loom_resources.model import TableRef, WriteMode
 __all__ = ["STAGE_PREFIX", "complete", "marker", "previous", "publish", "recover", "staging_ref"]
 
 STAGE_PREFIX = "_loom_stage_"
+_PID = re.compile(r"_p(\d+)_[0-9a-f]{6}$")
 
 
 def staging_ref(target: TableRef, token: str | None) -> TableRef:
-    """The staging table of one write attempt: unique per attempt, tagged with the write."""
+    """The staging table of one write attempt: unique per attempt, tagged with the write and
+    with the writing process (``..._<tag>_p<pid>_<random>``), so a sweep can tell a dead
+    process's leftovers from a live write."""
     tag = hashlib.sha256(token.encode()).hexdigest()[:12] if token else "adhoc"
-    return TableRef(target.schema, f"{STAGE_PREFIX}{target.table[:40]}_{tag}_{uuid.uuid4().hex[:8]}")
+    return TableRef(target.schema, f"{STAGE_PREFIX}{target.table[:40]}_{tag}_p{os.getpid()}_{uuid.uuid4().hex[:6]}")
+
+
+def staging_pid(name: str) -> int | None:
+    """The process that created a staging table (``None`` for names without one)."""
+    m = _PID.search(name)
+    return int(m.group(1)) if m else None
 
 
 def marker(token: str | None) -> str:

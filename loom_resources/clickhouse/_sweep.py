@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 from loom_resources.clickhouse._client import ClickHouseConnection
 from loom_resources.clickhouse._discovery import table_engine
 from loom_resources.clickhouse._ledger import LEDGER, open_entries
-from loom_resources.clickhouse._publish import STAGE_PREFIX
+from loom_resources.clickhouse._publish import STAGE_PREFIX, staging_pid
 from loom_resources.clickhouse._sql import lit, qt
 from loom_resources.model import TableRef
 
@@ -13,9 +15,11 @@ __all__ = ["sweep_staging"]
 
 
 def sweep_staging(conn: ClickHouseConnection, min_age_s: float) -> list[str]:
-    """Drop staging tables older than ``min_age_s`` that no unfinished publication needs (those
-    are completed by recovery, never dropped). A younger table may belong to a live write and
-    is left alone. Returns the dropped tables."""
+    """Drop staging tables of dead writes that no unfinished publication needs (those are
+    completed by recovery, never dropped): older than ``min_age_s``, or, on the embedded engine
+    (which one process holds at a time), created by any other process. A younger table of this
+    process or of a server's other clients may belong to a live write and is left alone.
+    Returns the dropped tables."""
     keep: set[str] = set()
     if table_engine(conn, LEDGER) is not None:
         for entry in open_entries(conn):
@@ -23,14 +27,17 @@ def sweep_staging(conn: ClickHouseConnection, min_age_s: float) -> list[str]:
             keep.add(f"{target.schema}.{entry.staging.partition('|')[0]}")
     like = STAGE_PREFIX.replace("_", "\\_") + "%"
     rows = conn.query_rows(
-        f"SELECT database, name FROM system.tables WHERE name LIKE {lit(like)} "
-        f"AND metadata_modification_time <= now() - toIntervalSecond({int(min_age_s)})",
-        what="list stale staging tables",
+        f"SELECT database, name, metadata_modification_time <= now() - toIntervalSecond({int(min_age_s)}) "
+        f"FROM system.tables WHERE name LIKE {lit(like)}",
+        what="list staging tables",
     )
+    embedded, me = conn.is_embedded(), os.getpid()
     dropped = []
-    for db, name in rows:
+    for db, name, old in rows:
         ref = TableRef(str(db), str(name))
-        if str(ref) in keep:
+        owner = staging_pid(str(name))
+        dead = bool(old) or (embedded and owner is not None and owner != me)
+        if str(ref) in keep or not dead:
             continue
         conn.command(f"DROP TABLE IF EXISTS {qt(ref)} SYNC", what=f"drop stale staging table {ref}")
         dropped.append(str(ref))
