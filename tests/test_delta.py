@@ -611,3 +611,21 @@ def test_commit_conflicts_are_retried_with_a_bound(delta: DeltaResource, monkeyp
         bounded.write(frame([10], [D3]), spec(ref, partition_by=("day",)), RunParams())
     assert calls["n"] == -97
     assert version(delta, ref) == 1
+
+
+def test_first_write_of_a_table_sweeps_its_old_orphans(delta: DeltaResource) -> None:
+    import os
+    import time
+    from pathlib import Path
+
+    ref = new_ref()
+    delta.write(frame([1], [D1]), spec(ref), RunParams())  # creates the table: nothing to sweep yet
+    root = Path(delta.table_uri(ref))
+    old, young = root / "part-00000-dead.parquet", root / "part-00001-live.parquet#1"
+    for f in (old, young):
+        f.write_bytes(b"left by a killed writer")
+    past = time.time() - 7 * 3600
+    os.utime(old, (past, past))
+    delta.write(frame([2], [D1]), spec(ref), RunParams())
+    assert not old.exists() and young.exists()  # the young one may belong to a live write
+    assert content(delta, ref, "id")["id"].to_list() == [1, 2]

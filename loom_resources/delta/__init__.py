@@ -50,6 +50,10 @@ __all__ = ["DeltaResource"]
 _OBJECT_STORE_SCHEMES = ("s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "azure", "r2", "file", "memory")
 
 
+#: Tables whose orphans this process swept already (the sweep runs once per process and table).
+_SWEPT: set[str] = set()
+
+
 class DeltaResource(ConfigurableResource):
     """Loom tables as Delta Lake tables under one root: ``schema.table`` lives at
     ``<root>/<schema>/<table>``. The root is a local directory or an object-store URI
@@ -95,6 +99,10 @@ class DeltaResource(ConfigurableResource):
     )
     audit_columns: bool = Field(
         default=False, description="Add the _loom_* audit columns to every table (OR-ed with each table's own setting)."
+    )
+    sweep_on_first_write: bool = Field(
+        default=True, description="Sweep a table's orphaned files (older than orphan_min_age_hours) before this "
+        "process first writes it.",
     )
     min_vacuum_retention_hours: int = Field(
         default=168, description="Vacuum refuses a shorter retention than this, so readers of old versions keep their files."
@@ -260,6 +268,7 @@ class DeltaResource(ConfigurableResource):
         self.capabilities.check(spec, "delta")
         frame = to_frame(frame)
         self._check_writable_root()
+        self._sweep_once(spec.ref)
         loc = self._location(spec.ref)
         with store_faults(str(spec.ref), loc.display_uri, f"writing ({spec.mode.value})"):
             w, out = self._execute(frame, spec, params, write_ctx, loc, streaming)
@@ -313,9 +322,10 @@ class DeltaResource(ConfigurableResource):
         are older than ``min_age_hours`` (default ``orphan_min_age_hours``). Returns the removed
         paths (relative to the table), or with ``dry_run`` the ones it would remove.
 
-        Runs in :meth:`maintain` (the maintenance job), not at resource start-up: finding orphans
-        means listing every file of every table under the root and reading each table's whole
-        log, which on an object-store lake costs far more than a step should spend starting.
+        Runs in :meth:`maintain` (the maintenance job), and once per process for each table this
+        resource writes, before its first write there (``sweep_on_first_write``): a resource's
+        own leftovers are the files of the tables it writes. It never sweeps every table under the
+        root at start-up: on an object-store lake that means listing every file of every table.
 
         Raises:
             ValueError: ``min_age_hours`` is negative.
@@ -343,6 +353,20 @@ class DeltaResource(ConfigurableResource):
         if table is None:
             raise TableNotFoundError(str(ref), self._location(ref).display_uri)
         return table
+
+    def _sweep_once(self, ref: TableRef) -> None:
+        """The orphan sweep of ``ref``, the first time this process writes it (never fails a write)."""
+        if not self.sweep_on_first_write or str(ref) in _SWEPT or not self.exists(ref):
+            return
+        _SWEPT.add(str(ref))
+        try:
+            removed = self.sweep_orphan_files(ref)
+        except Exception as exc:  # noqa: BLE001 - a failed sweep must not fail the write; it is retried in maintenance
+            get_dagster_logger().warning(f"{ref}: orphan sweep skipped: {exc}")
+            return
+        if removed:
+            get_dagster_logger().info(f"{ref}: removed {len(removed)} orphaned file(s) older than "
+                                      f"{self.orphan_min_age_hours:g} h left by earlier failed writes")
 
     def maintain(self, ref: TableRef, spec: TargetSpec | None = None) -> str:
         """Routine maintenance of one table (compaction, vacuum within the retention guard, then
