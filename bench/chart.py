@@ -33,7 +33,12 @@ def draw(summary: dict[str, dict[str, Any]], path: Path, *, title: str) -> None:
 
     rows = [r for r in summary.values() if r["case"]["group"] != "6 load time" and not r["case"]["name"].startswith("dagster_noop")]
     loads = [r for r in summary.values() if r["case"]["group"] == "6 load time"]
-    labels, rates, rss, colors, failed, groups = [], [], [], [], [], []
+    labels: list[str] = []
+    rates: list[float] = []
+    rss: list[float] = []
+    colors: list[str] = []
+    failed: list[bool] = []
+    groups: list[tuple[int, str]] = []
     last_group = None
     for r in rows:
         c = r["case"]
@@ -72,7 +77,7 @@ def draw(summary: dict[str, dict[str, Any]], path: Path, *, title: str) -> None:
     ax_rss.set_xlabel("peak RSS of the process, MB (lower is better)")
     ax_rate.set_xlim(0, max(rates + [0.1]) * 1.18)
     ax_rss.set_xlim(0, max(rss + [1]) * 1.15)
-    for start, name in groups[1:]:
+    for start, _ in groups[1:]:
         for ax in (ax_rate, ax_rss):
             ax.axhline(start - 0.5, color="#444444", lw=0.6)
     for start, name in groups:

@@ -169,7 +169,7 @@ def ch_rowwise(n: int, wd: str) -> dict[str, Any]:
 
     _preload("pyarrow", "clickhouse_connect", "chdb", "clickhouse_driver")
     CHDB_URL = f"chdb://{os.path.join(wd, 'clickhouse')}"
-    db_client.Client = NativeClientShim  # type: ignore[attr-defined,misc]  (the transport, nothing else)
+    db_client.Client = NativeClientShim  # type: ignore[attr-defined,misc]  # the transport, nothing else
     df = eager_frame(n)
 
     @dg.asset(key=["b", "t"])

@@ -158,9 +158,9 @@ class Verifier:
         self.proc.stdin.write(json.dumps(req) + "\n")
         self.proc.stdin.flush()
         line = self.proc.stdout.readline()
-        if not line:
+        if not line:  # it died: start a new one and report this request as failed
             self.close()
-            self.__init__()  # type: ignore[misc]  (it died: start a new one and report this request)
+            self.proc = Verifier().proc
             return {"ok": False, "error": "verifier process died"}
         return dict(json.loads(line))
 
@@ -263,7 +263,7 @@ def _read_back_ok(case: Case, t: dict[str, Any], got: dict[str, Any]) -> bool:
         tables = got.get("tables", {})
         orders = tables.get("delta:raw.orders", 0)
         return bool(tables) and orders > 0 and orders % case.rows == 0 and all(v >= 0 for v in tables.values())
-    n = t.get("rows")
+    n = int(t.get("rows") or 0)
     if got.get("count") != n:
         return False
     if "sum" in got and got["sum"] != n * (n - 1) // 2:
@@ -291,7 +291,7 @@ def summarize(cases: list[Case], runs: list[Run]) -> dict[str, dict[str, Any]]:
             row["failed_status"] = failed[0].status
             row["failed_read_back"] = failed[0].read_back
         use = ok or rs
-        row["seconds"] = statistics.median(r.seconds for r in ok) if ok else None
+        row["seconds"] = statistics.median(r.seconds for r in ok if r.seconds is not None) if ok else None
         row["rss_mb"] = statistics.median(r.rss_mb for r in use) if use else None
         row["rows_per_s"] = (c.rows / row["seconds"]) if row["seconds"] and c.rows and c.group != "6 load time" else None
         extra = (ok or rs)[0].extra if (ok or rs) else {}
@@ -440,7 +440,7 @@ def render_md(meta: dict[str, Any], s: dict[str, dict[str, Any]], tg: list[dict[
     L.append("")
     L.append("| case | path | N | seconds | rows/s | peak RSS MB | read back | runs (s) |")
     L.append("|---|---|---:|---:|---:|---:|---|---|")
-    for key, row in s.items():
+    for row in s.values():
         c = row["case"]
         if c["group"] == "6 load time":
             continue
@@ -496,7 +496,7 @@ def render_md(meta: dict[str, Any], s: dict[str, dict[str, Any]], tg: list[dict[
         L.append("")
         L.append("## Failures (recorded as results)")
         L.append("")
-        for k, r in failures:
+        for _, r in failures:
             fb = r.get("failed_read_back") or []
             after = ", ".join(f"{b.get('count')} rows" if b.get("count") is not None else "no table" for b in fb)
             L.append(f"- **{r['case']['label']}** (N={_n(r['case']['rows'])}): {r['status']} — "
