@@ -13,7 +13,7 @@ NAMES = {"ours": "Loom", "raw": "bare library / hand-written", "official": "offi
 def _short(label: str) -> str:
     return (label.replace("**", "").replace("`", "").replace("dagster-deltalake-polars", "dagster-deltalake-polars")
             .replace(" (Dagster's fixed cost)", "").replace("(DataFrame body, overwrite)", "(eager)")
-            .replace("(LazyFrame body, streaming)", "(streaming)"))[:62]
+            .replace("(LazyFrame body, streaming)", "(streaming)").replace("`make demo`, ", "make demo: "))[:72]
 
 
 def _n(n: int) -> str:
@@ -69,7 +69,7 @@ def draw(summary: dict[str, dict[str, Any]], path: Path, *, title: str) -> None:
             ax_rate.text(rt, yi, f" {rt:.2f}M", va="center", ha="left", fontsize=7)
     ax_rss.barh(y, rss, color=colors)
     for yi, v in zip(y, rss, strict=True):
-        ax_rss.text(v, yi, f" {v:,.0f}", va="center", ha="left", fontsize=7)
+        ax_rss.text(v, yi, f" {v:.0f}", va="center", ha="left", fontsize=7)
     ax_rate.set_yticks(y, labels, fontsize=8)
     ax_rate.invert_yaxis()
     plt.setp(ax_rss.get_yticklabels(), visible=False)
