@@ -13,7 +13,7 @@ NAMES = {"ours": "Loom", "raw": "bare library / hand-written", "official": "offi
 def _short(label: str) -> str:
     return (label.replace("**", "").replace("`", "").replace("dagster-deltalake-polars", "dagster-deltalake-polars")
             .replace(" (Dagster's fixed cost)", "").replace("(DataFrame body, overwrite)", "(eager)")
-            .replace("(LazyFrame body, streaming)", "(streaming)").replace("`make demo`, ", "make demo: "))[:72]
+            .replace("(LazyFrame body, streaming)", "(streaming)").replace("`make demo`, ", "make demo: ").replace("ClickhousePolarsIOManager ", ""))[:72]
 
 
 def _n(n: int) -> str:
