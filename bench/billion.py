@@ -156,7 +156,9 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep:
             shutil.rmtree(wd, ignore_errors=True)
     want = {"count": n, "sum": n * (n - 1) // 2, "min": 0, "max": n - 1}
-    ok = all(back.get(k) == v for k, v in want.items()) and all(src.get(k) == v for k, v in want.items())
+    delta_ok = all(back.get(k) == v for k, v in want.items())
+    source_ok = all(src.get(k) == v for k, v in want.items())
+    ok = delta_ok and source_ok
     peak_tmp = max((s["tmp_bytes"] for s in samples), default=0)
     peak_fs = max((s["fs_used_delta_bytes"] for s in samples), default=0)
     peak_sampled_rss = max((s["rss_mb"] for s in samples), default=0)
@@ -187,8 +189,9 @@ def main(argv: list[str] | None = None) -> int:
         f"| ClickHouse source on disk | {source_bytes / 2**30:.1f} GiB (set-up {setup.get('seconds', 0):.0f} s) |",
         f"| read back from Delta (separate process) | count {back.get('count')}, sum(id) {back.get('sum')}, "
         f"min {back.get('min')}, max {back.get('max')} |",
-        f"| ClickHouse source | count {src.get('count')}, sum(id) {src.get('sum')} |",
-        f"| read-back matches | {'yes' if ok else 'NO'} |",
+        f"| ClickHouse source (read back the same way) | count {src.get('count')}, sum(id) {src.get('sum')}"
+        + (f" — check failed: {str(src.get('error'))[:200]}" if src.get("error") else "") + " |",
+        f"| read-back matches ids 0..N-1 | Delta: {'yes' if delta_ok else 'NO'}; source: {'yes' if source_ok else 'NO'} |",
         "",
         f"RSS and disk over time (sampled every 5 s; peak RSS sampled {peak_sampled_rss:,.0f} MB):",
         "",

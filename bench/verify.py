@@ -63,9 +63,13 @@ def check_clickhouse(url: str, table: str, ids: bool = True) -> dict[str, Any]:
     try:
         if not ids:
             return {"count": int(client.command(f"SELECT count() FROM {table}"))}  # type: ignore[arg-type]
-        count, distinct, total, lo, hi = client.query(
-            f"SELECT count(), uniqExact(id), sum(id), min(id), max(id) FROM {table}").result_rows[0]
-        return {"count": int(count), "distinct": int(distinct), "sum": int(total), "min": int(lo), "max": int(hi)}
+        count = int(client.command(f"SELECT count() FROM {table}"))  # type: ignore[arg-type]
+        if count > DISTINCT_LIMIT:  # uniqExact over 1B ids exceeds the engine's memory limit on 24 GiB
+            total, lo, hi = client.query(f"SELECT sum(id), min(id), max(id) FROM {table}").result_rows[0]
+            return {"count": count, "sum": int(total), "min": int(lo), "max": int(hi)}
+        distinct, total, lo, hi = client.query(
+            f"SELECT uniqExact(id), sum(id), min(id), max(id) FROM {table}").result_rows[0]
+        return {"count": count, "distinct": int(distinct), "sum": int(total), "min": int(lo), "max": int(hi)}
     finally:
         client.close()
 
