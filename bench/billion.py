@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         f"| peak RSS of the process (kernel, whole process) | {copy['rss_mb']:,.0f} MB (target < 1,536 MB: "
         f"{'met' if copy['rss_mb'] < 1536 else 'missed'}) |",
         f"| peak temporary disk (spool files under TMPDIR) | {peak_tmp / 2**30:.1f} GiB ({peak_tmp / n:.1f} bytes/row) |",
-        f"| peak growth of the file system during the run (spool + Delta) | {peak_fs / 2**30:.1f} GiB |",
+        f"| peak growth of the whole file system during the run (spool + Delta; other jobs on the disk included) | {peak_fs / 2**30:.1f} GiB |",
         f"| final Delta table | {delta_bytes / 2**30:.1f} GiB, version {back.get('version')}, {back.get('files')} files, "
         f"log {log_bytes / 1024:,.0f} KiB |",
         f"| ClickHouse source on disk | {source_bytes / 2**30:.1f} GiB (set-up {setup.get('seconds', 0):.0f} s) |",
