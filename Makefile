@@ -55,7 +55,7 @@ bench-official-venv: $(OFFICIAL_STAMP)
 bench: $(STAMP) $(OFFICIAL_STAMP)
 	$(BIN)/python -m bench.run_all --official-python $(OFFICIAL_VENV)/bin/python
 
-# 1/10 sizes, one round, under 2 minutes once the venvs exist; writes under bench/results/quick/
+# 1/10 sizes, one round, no `make demo` case; about 2 minutes once the venvs exist; writes under bench/results/quick/
 bench-quick: $(STAMP) $(OFFICIAL_STAMP)
 	$(BIN)/python -m bench.run_all --quick --official-python $(OFFICIAL_VENV)/bin/python
 
