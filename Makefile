@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export LOOM_HOME ?= $(CURDIR)/.loom
 export DAGSTER_HOME ?= $(LOOM_HOME)/dagster
 
-.PHONY: demo test lint typecheck ui bench clean setup instance
+.PHONY: demo test lint typecheck ui bench bench-quick bench-billion bench-official-venv clean setup instance
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (Python 3.11) on PATH"; exit 1; }
@@ -38,8 +38,32 @@ test: lint typecheck
 ui: instance
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
-bench: $(STAMP)
-	$(BIN)/python -m bench.run_all
+# The official Dagster integrations we compare with pin their own Dagster: they live in a venv of
+# their own, made here, never in the product's .venv.
+OFFICIAL_VENV := .venv-bench-official
+OFFICIAL_STAMP := $(OFFICIAL_VENV)/.installed
+OFFICIAL_PKGS := 'dagster-deltalake-polars==0.29.27' 'dagster-polars==0.27.12' 'dagster-clickhouse-polars==0.29.27' \
+	'clickhouse-connect>=1.12,<2' 'chdb>=4.4,<5' 'polars>=2.1,<3' 'deltalake>=1.6,<2'
+
+$(OFFICIAL_STAMP):
+	$(PYTHON) -m venv $(OFFICIAL_VENV)
+	$(OFFICIAL_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(OFFICIAL_VENV)/bin/python -m pip install --quiet $(OFFICIAL_PKGS)
+	touch $@
+
+bench-official-venv: $(OFFICIAL_STAMP)
+
+# full benchmark (3 interleaved rounds): writes bench/RESULTS.md, bench/results.png, bench/results/run_all.json
+bench: $(STAMP) $(OFFICIAL_STAMP)
+	$(BIN)/python -m bench.run_all --official-python $(OFFICIAL_VENV)/bin/python
+
+# 1/10 sizes, one round, no `make demo` case; about 2 minutes once the venvs exist; writes under bench/results/quick/
+bench-quick: $(STAMP) $(OFFICIAL_STAMP)
+	$(BIN)/python -m bench.run_all --quick --official-python $(OFFICIAL_VENV)/bin/python
+
+# one billion rows ClickHouse -> Delta through one materialization (long; not part of `make bench`)
+bench-billion: $(STAMP)
+	$(BIN)/python -m bench.billion
 
 clean:
 	rm -rf .loom .pytest_cache .mypy_cache .ruff_cache

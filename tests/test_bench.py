@@ -1,0 +1,92 @@
+"""The benchmark runner at tiny sizes, so the benchmark code cannot rot.
+
+Runs ``python -m bench.run_all --tiny`` (the cases of ``make bench`` at 1/1000 size, one round,
+each in its own process; the official integrations are left out because they live in a venv of
+their own that only ``make bench`` makes, and so is ``make demo``, which ``tests/test_platform.py``
+covers and which costs as much as all the other cases together) and checks what the runner read
+back from the stores. Nothing here asserts on wall-clock time; the generous timeout only keeps a
+hung engine from hanging the suite on a busy 2-core machine (about 20 processes each import Dagster).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _cases() -> list[Any]:
+    from bench.run_all import plan
+
+    return [c for c in plan("tiny", official=False)[1] if c.module != "demo"]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any], str]:
+    out = tmp_path_factory.mktemp("bench_tiny")
+    only = ",".join(sorted({c.name for c in _cases()}))
+    proc = subprocess.run([sys.executable, "-m", "bench.run_all", "--tiny", "--only", only, "--out", str(out), "--tmp", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=880)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    return out, json.loads((out / "run_all.json").read_text()), proc.stdout
+
+
+@pytest.mark.timeout(900)
+def test_every_case_ran_and_every_table_reads_back(tiny_run: tuple[Path, dict[str, Any], str]) -> None:
+    _, data, stdout = tiny_run
+    assert "official integrations skipped" in stdout  # said clearly, not silently
+    summary = data["summary"]
+    cases = _cases()
+    assert set(summary) == {c.key for c in cases}
+    groups = {c.group for c in cases}
+    assert groups == {"1 Delta eager", "2 Delta streaming", "3 ClickHouse write", "4 ClickHouse to Delta",
+                      "5 30-day range", "6 load time"}
+    for key, row in summary.items():
+        case = row["case"]
+        assert row["status"] == "ok", (key, row.get("error"))
+        assert row["seconds"] is not None and row["rss_mb"] > 0, key
+        runs = [r for r in data["runs"] if r["key"] == key]
+        assert len(runs) == 1
+        for back in runs[0]["read_back"]:
+            assert back["ok"], (key, back)
+        if case["group"] in ("6 load time",) or case["name"].startswith("dagster_noop"):
+            assert runs[0]["read_back"] == []
+        elif case["module"] == "demo":
+            tables = runs[0]["read_back"][0]["tables"]
+            assert tables["delta:raw.orders"] > 0 and tables["delta:raw.orders"] % case["rows"] == 0
+            assert any(k.startswith("clickhouse:") and v > 0 for k, v in tables.items())
+        else:
+            # the table a writing case names was read back by another process with all N rows,
+            # N distinct ids and the right sum of ids
+            (back,) = runs[0]["read_back"]
+            n = case["rows"]
+            assert (back["count"], back["distinct"], back["sum"]) == (n, n, n * (n - 1) // 2), key
+
+
+@pytest.mark.timeout(900)
+def test_range_backfill_is_one_run_one_commit(tiny_run: tuple[Path, dict[str, Any], str]) -> None:
+    _, data, _ = tiny_run
+    rows = {r["case"]["name"]: r for r in data["summary"].values()}
+    assert rows["loom_range30"]["extra"]["runs"] == 1
+    assert rows["loom_range30"]["extra"]["commits"] == 1
+    assert rows["loom_30runs"]["extra"]["runs"] == 30
+    loads = {r["case"]["name"]: r["extra"]["assets"] for r in data["summary"].values() if r["case"]["group"] == "6 load time"}
+    assert loads == {"load_bare": 20, "load_loom": 20}
+
+
+@pytest.mark.timeout(900)
+def test_results_page_and_chart(tiny_run: tuple[Path, dict[str, Any], str]) -> None:
+    out, data, _ = tiny_run
+    md = (out / "RESULTS.md").read_text()
+    assert "| case | path | N | seconds | rows/s | peak RSS MB | read back | runs (s) |" in md
+    assert "Load average" in md and "cores" in md and "polars" in md
+    assert md.count("✓") >= sum(1 for r in data["summary"].values() if r["case"]["group"] not in ("6 load time",)
+                                and not r["case"]["name"].startswith("dagster_noop"))
+    png = out / "results.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
