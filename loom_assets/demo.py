@@ -16,6 +16,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from loom_assets.progress import write_progress
 from loom_assets.run_summary import summarize_run, write_run_log
 
 
@@ -70,10 +71,11 @@ def materialize_platform(
         days = f" {start} to {end} (inclusive)" if is_partitioned else ""
         print(f"== {label}{days}", flush=True)
         t0 = time.monotonic()
-        result = dg.materialize(
-            assets, selection=keys, resources=resources, instance=instance, tags=tags,  # type: ignore[arg-type]
-            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}}, raise_on_error=False,
-        )
+        with write_progress():  # an updating progress line while long writes stream
+            result = dg.materialize(
+                assets, selection=keys, resources=resources, instance=instance, tags=tags,  # type: ignore[arg-type]
+                run_config={"loggers": {"console": {"config": {"log_level": log_level}}}}, raise_on_error=False,
+            )
         if log_file is not None:
             write_run_log(instance, result.run_id, log_file)
         for line in summarize_run(instance, result.run_id, tables):

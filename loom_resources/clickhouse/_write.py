@@ -24,6 +24,7 @@ from typing import Any
 
 import polars as pl
 import pyarrow as pa
+from dagster import get_dagster_logger
 
 from loom_resources.clickhouse._client import ClickHouseConnection
 from loom_resources.clickhouse._publish import complete, previous
@@ -39,6 +40,8 @@ from loom_resources.plan import plan_write, to_frame
 from loom_resources.polars_types import empty_frame
 
 __all__ = ["write_frame"]
+
+_LOG_EVERY_BATCHES = 10  # progress in the log on long streaming writes
 
 
 def _arrow_batches(df: pl.DataFrame, batch_rows: int) -> Iterator[pa.Table]:
@@ -101,10 +104,13 @@ def write_frame(
         w.create_staging(target_cols)
         assert w.staging is not None
         rows = 0
-        for df in batches:
+        log = get_dagster_logger()
+        for i, df in enumerate(batches, start=1):
             if plan.streaming:
                 plan.validate(df)
             rows += w.insert_batches(w.staging, _arrow_batches(df, batch_rows))
+            if i % _LOG_EVERY_BATCHES == 0:
+                log.info(f"{spec.ref}: {rows} rows in {i} batches so far")
         if plan.streaming and spec.mode is WriteMode.MERGE:
             _check_staged_keys(w)
         partitions = w.publish(conformed.new_columns, values, rows)

@@ -21,7 +21,7 @@ from loom_resources.polars_types import to_polars
 __all__ = ["BatchSource", "as_arrow", "batch_schema", "storable_exprs", "whole_microseconds_check"]
 
 Frame = pl.LazyFrame | pl.DataFrame
-_LOG_EVERY_BATCHES = 50
+_LOG_EVERY_BATCHES = 10  # progress in the log (and the demo's console line) on long streaming writes
 
 
 def storable_exprs(columns: Schema) -> list[pl.Expr]:

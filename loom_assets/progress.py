@@ -1,0 +1,66 @@
+"""A progress line for long writes in the demo's console.
+
+The writers log ``<table>: <rows> rows in <n> batches so far`` while they stream; this handler
+turns those records into one updating line (or, when the output is not a terminal, a line per
+update), so a long write shows it is moving while Dagster's own log goes to the file.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+__all__ = ["write_progress"]
+
+_PROGRESS = re.compile(r"(?P<table>[\w.]+): (?P<rows>\d+) rows in (?P<batches>\d+) batches so far")
+
+
+class _ProgressHandler(logging.Handler):
+    """Prints ``  writing <table> [####....] <rows> rows, <rate> rows/s`` as writes report progress."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.INFO)
+        self.started: dict[str, float] = {}
+        self.shown = False
+        self.tty = sys.stdout.isatty()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        m = _PROGRESS.search(record.getMessage())
+        if m is None:
+            return
+        table, rows = m["table"], int(m["rows"])
+        start = self.started.setdefault(table, time.monotonic())
+        rate = rows / max(time.monotonic() - start, 1e-3)
+        filled = int(m["batches"]) % 20
+        bar = "#" * filled + "." * (20 - filled)  # the total is unknown while streaming: the bar cycles
+        line = f"  writing {table:32s} [{bar}] {rows:>13,d} rows  {rate:>12,.0f} rows/s"
+        if self.tty:
+            sys.stdout.write("\r" + line)
+        else:
+            sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+        self.shown = True
+
+    def finish(self) -> None:
+        """End an updating line before the next output."""
+        if self.shown and self.tty:
+            sys.stdout.write("\r" + " " * 100 + "\r")
+            sys.stdout.flush()
+        self.shown = False
+
+
+@contextmanager
+def write_progress() -> Iterator[None]:
+    """Show write progress on the console while the block runs."""
+    handler = _ProgressHandler()
+    logger = logging.getLogger("dagster")
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        handler.finish()
