@@ -24,7 +24,7 @@ class _ProgressHandler(logging.Handler):
 
     def __init__(self) -> None:
         super().__init__(level=logging.INFO)
-        self.started: dict[str, float] = {}
+        self.first: dict[str, tuple[float, int]] = {}
         self.shown = False
         self.tty = sys.stdout.isatty()
 
@@ -32,12 +32,12 @@ class _ProgressHandler(logging.Handler):
         m = _PROGRESS.search(record.getMessage())
         if m is None:
             return
-        table, rows = m["table"], int(m["rows"])
-        start = self.started.setdefault(table, time.monotonic())
-        rate = rows / max(time.monotonic() - start, 1e-3)
+        table, rows, now = m["table"], int(m["rows"]), time.monotonic()
+        t0, rows0 = self.first.setdefault(table, (now, rows))
+        rate = f"{(rows - rows0) / (now - t0):>12,.0f} rows/s" if now > t0 and rows > rows0 else ""
         filled = int(m["batches"]) % 20
         bar = "#" * filled + "." * (20 - filled)  # the total is unknown while streaming: the bar cycles
-        line = f"  writing {table:32s} [{bar}] {rows:>13,d} rows  {rate:>12,.0f} rows/s"
+        line = f"  writing {table:32s} [{bar}] {rows:>13,d} rows  {rate}".rstrip()
         if self.tty:
             sys.stdout.write("\r" + line)
         else:

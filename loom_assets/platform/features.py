@@ -26,8 +26,8 @@ def customer_features(clv: pl.LazyFrame) -> pl.DataFrame:
         clv.select(
             "customer_id", "segment",
             pl.col("orders").cast(pl.Int64),
-            value_tier=pl.when(pl.col("lifetime_value") >= 1000).then(pl.lit("high"))
-            .when(pl.col("lifetime_value") >= 200).then(pl.lit("mid")).otherwise(pl.lit("low")),
+            # thirds of the customers by lifetime value
+            value_tier=pl.col("lifetime_value").cast(pl.Float64).qcut(3, labels=["low", "mid", "high"]).cast(pl.String),
         )
         .collect()
     )
