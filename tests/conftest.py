@@ -6,6 +6,7 @@ shares one ``chdb://`` path (``chdb_url``) and tests isolate themselves by datab
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -104,3 +105,19 @@ def s3_delta_resource(endpoint: str, prefix: str = "lake") -> DeltaResource:
         root=f"s3://{bucket}/loom",
         storage_options={**_S3_CREDS, "AWS_ENDPOINT_URL": endpoint, "AWS_ALLOW_HTTP": "true", "conditional_put": "etag"},
     )
+
+
+@contextlib.contextmanager
+def mounted_tmpfs(mount: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` (e.g. ``"4m"``) at ``mount`` for full-disk tests; skips the test where
+    mounting is not permitted (it needs root)."""
+    import subprocess
+
+    mount.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)

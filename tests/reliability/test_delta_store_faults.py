@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import mounted_tmpfs
 from delta_harness import Zygote, lost_and_duplicated, read, run_job, zygote_fixture  # noqa: F401
 
 from loom_resources.delta import DeltaResource
@@ -26,15 +27,8 @@ from loom_resources.model import RunParams, SourceSpec, TableRef
 
 @pytest.fixture
 def tiny_disk(tmp_path: Path) -> Iterator[Path]:
-    mount = tmp_path / "tiny"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
-    try:
+    with mounted_tmpfs(tmp_path / "tiny", "4m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
 
 
 def test_disk_full_names_the_table_and_keeps_it(zygote: Zygote, tiny_disk: Path) -> None:
