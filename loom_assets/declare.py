@@ -19,6 +19,7 @@ Example::
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import inspect
 from collections.abc import Callable, Mapping, Sequence
@@ -212,14 +213,14 @@ class Table:
                 if c not in cols:
                     raise SpecError(f"table {self.name}: check {chk.name!r} names unknown column {c!r}")
 
-    @property
+    @functools.cached_property
     def ref(self) -> TableRef:
         """The target table reference."""
         return TableRef.parse(self.name)
 
-    @property
+    @functools.cached_property
     def target(self) -> TargetSpec:
-        """The validated target spec of this table."""
+        """The validated target spec of this table (built once: declarations are immutable)."""
         partition_by = tuple(self.partition_by) or tuple(self.partition_columns.values())
         return TargetSpec(
             ref=self.ref, backend=Backend(self.backend), columns=tuple(self.columns), mode=WriteMode(self.mode),

@@ -20,9 +20,11 @@ from loom_resources.defaults import (
 )
 
 
-def _plain_resources(resources: Mapping[str, Any] | None) -> dict[str, Any]:
+def _plain_resources(resources: Mapping[str, Any] | None, plain_assets: bool) -> dict[str, Any]:
     if resources is not None:
         return dict(resources)
+    if not plain_assets:
+        return {}  # dagster-polars (and the pandas it imports, ~0.3 s) loads only when plain assets need it
     from loom_assets.polars_io import PolarsParquetIOManager
     from loom_assets.settings import loom_home
 
@@ -39,9 +41,9 @@ def build_definitions(
         tables: The declared tables and the external tables they read.
         assets: Plain Dagster assets alongside them (e.g. dagster-polars ones): they read
             declared tables through the Loom IO manager and are read with ``Source(..., asset=True)``.
-        resources: More resources (IO managers of the plain assets); the default adds a
-            dagster-polars Parquet IO manager under ``$LOOM_HOME/parquet`` as
-            ``polars_parquet_io_manager``.
+        resources: More resources (IO managers of the plain assets); by default, when plain
+            ``assets`` are given, a dagster-polars Parquet IO manager under ``$LOOM_HOME/parquet``
+            as ``polars_parquet_io_manager``.
         backends: Backend name -> resource (default: Delta and ClickHouse configured from the
             environment). A declaration a backend cannot serve fails here, naming the table.
     """
@@ -68,6 +70,6 @@ def build_definitions(
         jobs=jobs + [j for j in observe_jobs if not isinstance(j, dg.ScheduleDefinition)],
         schedules=schedules + [j for j in observe_jobs if isinstance(j, dg.ScheduleDefinition)],
         sensors=sensors,
-        resources={**default_resources(backends), **_plain_resources(resources)},
+        resources={**default_resources(backends), **_plain_resources(resources, bool(plain))},
         executor=default_executor(backends),
     )

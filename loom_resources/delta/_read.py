@@ -29,12 +29,11 @@ import decimal
 import functools
 import operator
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 import polars as pl
 import pyarrow as pa
-import pyarrow.dataset as pds
 from deltalake import DeltaTable
 from deltalake.schema import PrimitiveType
 
@@ -42,6 +41,9 @@ from loom_resources.errors import LoomError
 from loom_resources.model import RunParams, SourceSpec
 from loom_resources.predicates import And, Compare, In, IsNull, Or, Param, Predicate
 from loom_resources.reading import apply_source
+
+if TYPE_CHECKING:
+    import pyarrow.dataset as pds
 
 __all__ = ["native_scan_is_exact", "scan"]
 
@@ -91,6 +93,8 @@ def _pruned_dataset(table: DeltaTable, spec: SourceSpec, params: RunParams) -> p
 def _arrow_filter(pred: Predicate, columns: set[str]) -> pds.Expression | None:
     """An Arrow expression keeping every row ``pred`` keeps, over ``columns`` only; ``None``
     when it cannot say anything. Conjuncts it cannot render are dropped (a weaker filter)."""
+    import pyarrow.dataset as pds  # deferred: it imports pandas (~0.3 s), only foreign tables need it
+
     if isinstance(pred, And):
         parts = [e for e in (_arrow_filter(p, columns) for p in pred.parts) if e is not None]
         return functools.reduce(operator.and_, parts) if parts else None
