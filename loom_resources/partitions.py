@@ -18,6 +18,10 @@ from loom_resources.errors import SchemaMismatchError
 from loom_resources.model import RunParams, SourceSpec, TargetSpec, partition_key_value
 from loom_resources.predicates import And, Compare, In, Or, Predicate, col
 
+#: The row-count column of a reader's optional ``partition_counts(ref, columns)``: one row per
+#: data file with its partition values (see :func:`rows_by_partition`).
+FILE_ROWS = "__loom_rows"
+
 __all__ = ["partition_predicate", "rows_by_partition", "run_partition_values", "slice_predicate"]
 
 PartitionValues = tuple[Mapping[str, Any], ...]
@@ -80,7 +84,8 @@ def rows_by_partition(
     reader: Any, spec: TargetSpec, partition_columns: Mapping[str, str], run: RunParams,
     each: Mapping[str, RunParams],
 ) -> dict[str, int]:
-    """Rows stored in each partition of a run, read back from the table in one scan.
+    """Rows stored in each partition of a run, read back from the store: from each data file's
+    row count when the reader has ``partition_counts`` (the Delta log), else in one scan.
 
     Args:
         reader: The table's ``SourceReader``.
@@ -99,11 +104,19 @@ def rows_by_partition(
     if not each or not partition_columns:
         return {}
     columns = tuple(dict.fromkeys(partition_columns.values()))
-    lf = reader.read(SourceSpec(spec.ref, columns, slice_predicate(spec, partition_columns, run)), RunParams())
+    # a store that knows each file's partition values and row count (the Delta log) answers
+    # without reading data: each file's rows count towards the partitions its values fall in
+    per_file = getattr(reader, "partition_counts", None)
+    files: pl.DataFrame | None = per_file(spec.ref, columns) if per_file is not None else None
+    if files is not None:
+        lf, weight = files.lazy(), pl.col(FILE_ROWS)
+    else:
+        lf = reader.read(SourceSpec(spec.ref, columns, slice_predicate(spec, partition_columns, run)), RunParams())
+        weight = pl.lit(1, pl.Int64)
     exprs = []
     for key, params in each.items():
         pred = slice_predicate(spec, partition_columns, params)
         inside = pl.lit(True) if pred is None else to_expr(pred).fill_null(False)
-        exprs.append(inside.cast(pl.Int64).sum().alias(key))
+        exprs.append((inside.cast(pl.Int64) * weight).sum().alias(key))
     counts = lf.select(exprs).collect().row(0, named=True)
     return {k: int(v or 0) for k, v in counts.items()}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -28,6 +29,7 @@ from loom_resources.delta._history import write_history
 from loom_resources.delta._location import DeltaLocation, display_uri
 from loom_resources.delta._merge import merge_table
 from loom_resources.delta._read import scan
+from loom_resources.delta._stats import partition_counts
 from loom_resources.delta._sweep import orphan_files, store_files
 from loom_resources.delta._types import schema_from_delta, storable, to_delta
 from loom_resources.delta._write import DeltaWrite, Outcome, prepare_write, result, write_table
@@ -215,6 +217,12 @@ class DeltaResource(ConfigurableResource):
         modified = float(history[0].get("timestamp", 0)) / 1000 if history else 0.0
         rows = table.to_pyarrow_dataset().count_rows()
         return Observation(str(table.version()), int(rows), schema_from_delta(table.schema()), modified)
+
+    def partition_counts(self, ref: TableRef, columns: Sequence[str]) -> pl.DataFrame | None:
+        """Partition values and row count of each data file, from the log (see ``_stats``);
+        ``None`` when ``columns`` are not all partition columns or statistics are missing."""
+        table = self._open(ref)
+        return partition_counts(table, columns) if table is not None else None
 
     def version(self, ref: TableRef) -> int | None:
         """The table's latest version; ``None`` when it is missing."""
