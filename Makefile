@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export LOOM_HOME ?= $(CURDIR)/.loom
 export DAGSTER_HOME ?= $(LOOM_HOME)/dagster
 
-.PHONY: demo test lint typecheck ui bench bench-quick bench-billion bench-official-venv clean setup instance
+.PHONY: demo test lint typecheck ui bench bench-quick bench-overhead bench-billion bench-official-venv clean setup instance
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (Python 3.11) on PATH"; exit 1; }
@@ -60,6 +60,11 @@ bench: $(STAMP) $(OFFICIAL_STAMP)
 # 1/10 sizes, one round, no `make demo` case; about 2 minutes once the venvs exist; writes under bench/results/quick/
 bench-quick: $(STAMP) $(OFFICIAL_STAMP)
 	$(BIN)/python -m bench.run_all --quick --official-python $(OFFICIAL_VENV)/bin/python
+
+# asset-level overhead against the official IO manager and the raw libraries, 200M-row copy included
+# (about 15 minutes): writes bench/results/overhead.md and overhead.json
+bench-overhead: $(STAMP) $(OFFICIAL_STAMP)
+	$(BIN)/python -m bench.overhead --official-python $(OFFICIAL_VENV)/bin/python
 
 # one billion rows ClickHouse -> Delta through one materialization (long; not part of `make bench`)
 bench-billion: $(STAMP)
