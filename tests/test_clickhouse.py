@@ -603,3 +603,30 @@ def test_pushdown_keeps_the_users_with_clause_and_typed_literals(res: ClickHouse
     q = res.execute_sql({"e": rel}, "WITH 10 AS k SELECT id * k AS x FROM e ORDER BY x")
     assert isinstance(q, ClickHouseQuery)
     assert q.collect()["x"].to_list() == [20]
+
+
+def test_new_tables_have_no_insert_dedup_window(res: ClickHouseResource, raw: Any, unique_schema: str) -> None:
+    """Exactly-once comes from the staging + ledger path; the window's block hashing would only slow inserts."""
+    s = spec(unique_schema, mode="append")
+    res.write(orders(range(5)), s, RunParams())
+    engine = raw.query(f"SELECT engine_full FROM system.tables WHERE database = '{unique_schema}' AND name = 'orders'"
+                       ).result_rows[0][0]
+    assert "non_replicated_deduplication_window" not in engine
+    res.write(orders(range(5)), s, RunParams())  # the same rows again are appended again (no context: a new write)
+    assert len(rows(raw, s.ref)) == 10
+
+
+@pytest.mark.parametrize("mode", ["append", "replace_partitions"])
+def test_tables_made_with_the_old_dedup_window_still_take_writes(
+        res: ClickHouseResource, raw: Any, unique_schema: str, mode: str) -> None:
+    """Tables created by earlier versions (window 1000) accept staged parts from window-0 staging tables."""
+    raw.command(f"CREATE DATABASE IF NOT EXISTS `{unique_schema}`")
+    raw.command(f"CREATE TABLE `{unique_schema}`.`orders` (`id` Int64, `day` Date32, `amount` Nullable(Float64), "
+                "`sku` Nullable(String)) ENGINE = MergeTree PARTITION BY `day` ORDER BY tuple() "
+                "SETTINGS non_replicated_deduplication_window = 1000, allow_nullable_key = 1")
+    s = spec(unique_schema, mode=mode, partition_by=("day",))
+    day = dt.date(2024, 1, 1)
+    res.write(orders(range(3), day), s, day_params(day.isoformat()))
+    res.write(orders(range(3, 7), day), s, day_params(day.isoformat()))
+    ids = [r[0] for r in rows(raw, s.ref)]
+    assert ids == (list(range(7)) if mode == "append" else list(range(3, 7)))

@@ -213,7 +213,7 @@ class ClickHouseResource(ClickHouseConnection):
     ) -> WriteResult:
         """Write ``frame`` (LazyFrame, DataFrame or :class:`ClickHouseQuery`) to the target.
 
-        Modes: ``append`` (batched inserts with deduplication tokens), ``overwrite`` (staging
+        Modes: ``append`` (staged, then moved in exactly once), ``overwrite`` (staging
         table, then EXCHANGE TABLES), ``replace_partitions`` (staging table, then REPLACE
         PARTITION per partition), ``merge`` (ReplacingMergeTree on the merge keys, read with
         FINAL). Bad input raises before the target changes.

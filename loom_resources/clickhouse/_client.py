@@ -101,6 +101,7 @@ class ClickHouseConnection(ConfigurableResource):
 
     _client: Any = PrivateAttr(default=None)
     _recovered: bool = PrivateAttr(default=False)
+    _created: set[str] = PrivateAttr(default_factory=set)
     _spools: list[str] = PrivateAttr(default_factory=list)
     _scrubber: Scrubber = PrivateAttr(default_factory=Scrubber)
 
@@ -215,6 +216,7 @@ class ClickHouseConnection(ConfigurableResource):
         """Close the client (releasing an embedded path) and delete this resource's spool files."""
         client, self._client = self._client, None
         self._recovered = False
+        self._created.clear()
         if client is not None:
             try:
                 client.close()
@@ -258,6 +260,13 @@ class ClickHouseConnection(ConfigurableResource):
             err = self.failure(exc, what)
         # raised outside the handler so the client's error (which may echo credentials) is not chained
         raise err
+
+    def create_once(self, sql: str, *, what: str) -> None:
+        """Run an idempotent ``CREATE ... IF NOT EXISTS`` once per connection (Loom's own tables:
+        a table created on this connection stays until it closes)."""
+        if sql not in self._created:
+            self.command(sql, what=what)
+            self._created.add(sql)
 
     def command(self, sql: str, *, what: str = "run a command", settings: Mapping[str, Any] | None = None) -> Any:
         """Run one statement; errors come back as :class:`LoomError` with secrets scrubbed."""

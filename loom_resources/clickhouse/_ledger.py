@@ -34,8 +34,8 @@ class Entry:
 
 def ensure_ledger(conn: ClickHouseConnection) -> None:
     """Create the ledger when missing."""
-    conn.command(f"CREATE DATABASE IF NOT EXISTS `{LEDGER_SCHEMA}`", what="create Loom's ledger database")
-    conn.command(
+    conn.create_once(f"CREATE DATABASE IF NOT EXISTS `{LEDGER_SCHEMA}`", what="create Loom's ledger database")
+    conn.create_once(
         f"CREATE TABLE IF NOT EXISTS {qt(LEDGER)} (target String, token String, state LowCardinality(String), "
         "staging String, rows UInt64, at DateTime64(6, 'UTC') DEFAULT now64(6, 'UTC')) "
         "ENGINE = MergeTree ORDER BY (target, token)",

@@ -97,8 +97,10 @@ def engine_clause(spec: TargetSpec) -> str:
     sql += f" ORDER BY {order_sql}"
     if opts.ttl:
         sql += f" TTL {_check_clause(opts.ttl, 'ttl', spec)}"
-    # deduplication window: insert_deduplication_token works on non-replicated tables too
-    sql += " SETTINGS non_replicated_deduplication_window = 1000, allow_nullable_key = 1"
+    # no insert deduplication window: every write inserts into a fresh staging table and is
+    # published exactly once through the ledger, and the window's block hashing costs ~20% of
+    # insert time
+    sql += " SETTINGS allow_nullable_key = 1"
     return sql
 
 

@@ -1,8 +1,9 @@
 """A ClickHouse write's table work: DDL of the target and the staging table, batched inserts
-with deduplication tokens, and publishing the staged rows by the write mode."""
+into the staging table, and publishing the staged rows by the write mode."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 
 import polars as pl
@@ -21,6 +22,8 @@ from loom_resources.partitions import PartitionValues, partition_predicate
 from loom_resources.plan import WritePlan
 
 __all__ = ["Stage"]
+
+_DEDUP_WINDOW = re.compile(r"non_replicated_deduplication_window\s*=\s*\d+")
 
 
 class Stage:
@@ -56,9 +59,12 @@ class Stage:
         return list(self.stored_ch) + [(c.name, to_clickhouse(c)) for c in new_cols if c.name not in have]
 
     def engine_sql(self) -> str:
+        """The engine clause of the staging table: the stored table's (so its parts can move to
+        it), without the insert deduplication window tables made by earlier versions carry
+        (a fresh staging table never sees a repeated block; the hashing slows inserts)."""
         if self.engine is None or self.spec.schema_mode is SchemaMode.OVERWRITE:
             return engine_clause(self.spec)
-        return f"ENGINE = {self.engine}"
+        return "ENGINE = " + _DEDUP_WINDOW.sub("non_replicated_deduplication_window = 0", self.engine)
 
     def ensure_database(self) -> None:
         self.res.command(f"CREATE DATABASE IF NOT EXISTS {qi(self.ref.schema)}", what=f"create database {self.ref.schema}")

@@ -32,8 +32,8 @@ def table_version(conn: Any, ref: TableRef) -> int | None:
 
 def bump_version(conn: Any, ref: TableRef) -> int:
     """Record one more write to ``ref`` and return its new version."""
-    conn.command(f"CREATE DATABASE IF NOT EXISTS `{VERSIONS_REF.schema}`", what="create database loom")
-    conn.command(
+    conn.create_once(f"CREATE DATABASE IF NOT EXISTS `{VERSIONS_REF.schema}`", what="create database loom")
+    conn.create_once(
         f"CREATE TABLE IF NOT EXISTS {_T} (table String, version UInt64, written_at DateTime64(6, 'UTC')) "
         "ENGINE = MergeTree ORDER BY (table, version)",
         what=f"create {VERSIONS_REF}",
@@ -43,6 +43,5 @@ def bump_version(conn: Any, ref: TableRef) -> int:
         f"WHERE table = {lit(str(ref))}",
         what=f"count a write to {ref}",
     )
-    v = table_version(conn, ref)
-    assert v is not None
-    return v
+    v = conn.query_rows(f"SELECT max(version) FROM {_T} WHERE table = {lit(str(ref))}", what=f"read the version of {ref}")
+    return int(v[0][0])
