@@ -102,11 +102,18 @@ class BatchSource:
         self.rows = 0
         self.error: BaseException | None = None
         self._eager: pl.DataFrame | None = None
+        self._exprs = storable_exprs(columns)
+        names = [c.name for c in columns]
+        # batches already in storable types and order pass through without a select
+        self._identity = all(e.meta.is_column() and e.meta.output_name() == n for e, n in zip(self._exprs, names, strict=True))
+        self._names = names
 
     def prepare(self, df: pl.DataFrame) -> pl.DataFrame:
         """Validate one batch (in declared types) and return it in the storable types."""
         self.validate(df)
-        return df.select(storable_exprs(self.columns))
+        if self._identity and df.columns == self._names:
+            return df
+        return df.select(self._exprs)
 
     def data(self) -> pa.RecordBatchReader:
         """The whole write's data for one commit attempt."""
