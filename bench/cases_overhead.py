@@ -67,6 +67,24 @@ def raw_replace30(n: int, wd: str) -> dict[str, Any]:
     return {"seconds": seconds, "tables": [_delta_table(uri, n)], "commits": int(DeltaTable(uri).version())}
 
 
+def dagster_noop_range30(n: int, wd: str) -> dict[str, Any]:
+    """An empty daily-partitioned asset over the same 30-day range in one run: Dagster's own cost
+    of a 30-partition run (planned and materialization events for each partition)."""
+    import dagster as dg
+
+    from bench.cases import RANGE_TAGS, _daily
+
+    @dg.asset(partitions_def=_daily(), backfill_policy=dg.BackfillPolicy.single_run())
+    def noop(context) -> None:  # type: ignore[no-untyped-def]  # (string annotations do not resolve in a local scope)
+        return None
+
+    inst = dg.DagsterInstance.ephemeral()
+    t0 = time.perf_counter()
+    result = dg.materialize([noop], instance=inst, tags=RANGE_TAGS)
+    assert result.success
+    return {"seconds": time.perf_counter() - t0, "tables": []}
+
+
 def _validate_cli(template: str, n: int, wd: str) -> dict[str, Any]:
     """``dagster definitions validate -f location.py`` as a user runs it: the whole CLI process
     (interpreter start, imports, building and validating the code location)."""
@@ -130,7 +148,7 @@ def loom_copy_disk(n: int, wd: str) -> dict[str, Any]:
 
 
 CASES = {f.__name__: f for f in (
-    loom_delta_eager_norecords, raw_replace30, validate_cli_loom, validate_cli_bare, loom_copy_disk,
+    loom_delta_eager_norecords, raw_replace30, dagster_noop_range30, validate_cli_loom, validate_cli_bare, loom_copy_disk,
 )}
 
 if __name__ == "__main__":
