@@ -34,9 +34,9 @@ from bench.run_all import BENCH, Case, Run, Runner, _product_versions, machine, 
 GROUPS = ("eager Delta", "streaming Delta", "30-partition replace", "ClickHouse write", "load 200 tables", "ClickHouse -> Delta")
 
 
-def plan(quick: bool, copy_rows: int, official: bool) -> tuple[list[Case], list[Case]]:
-    """(set-up cases, cases run every round)."""
-    div = 10 if quick else 1
+def plan(div: int, copy_rows: int, official: bool) -> tuple[list[Case], list[Case]]:
+    """(set-up cases, cases run every round); sizes are the issue's divided by ``div``."""
+    tables = 200 if div < 1000 else 20
     eager, stream, part, ch = 8_000_000 // div, 5_000_000 // div, 2_000_000 // div, 8_000_000 // div
     cases: list[Case] = []
 
@@ -58,12 +58,12 @@ def plan(quick: bool, copy_rows: int, official: bool) -> tuple[list[Case], list[
     add(GROUPS[2], "Loom asset, one run over the 30-day range", "ours", "bench.cases", "loom_range30", part)
     add(GROUPS[3], "raw clickhouse-connect `insert_arrow`, 500k batches", "raw", "bench.cases", "raw_ch_insert", ch)
     add(GROUPS[3], "Loom asset", "ours", "bench.cases", "loom_ch_eager", ch)
-    add(GROUPS[4], "200 bare `@asset`s: `dagster definitions validate`", "raw", "bench.cases_overhead",
-        "validate_cli_bare", 200)
-    add(GROUPS[4], "200 Loom tables: `dagster definitions validate`", "ours", "bench.cases_overhead",
-        "validate_cli_loom", 200)
-    add(GROUPS[4], "200 bare `@asset`s: import + validate in-process", "raw", "bench.cases", "load_bare", 200)
-    add(GROUPS[4], "200 Loom tables: import + validate in-process", "ours", "bench.cases", "load_loom", 200)
+    add(GROUPS[4], f"{tables} bare `@asset`s: `dagster definitions validate`", "raw", "bench.cases_overhead",
+        "validate_cli_bare", tables)
+    add(GROUPS[4], f"{tables} Loom tables: `dagster definitions validate`", "ours", "bench.cases_overhead",
+        "validate_cli_loom", tables)
+    add(GROUPS[4], f"{tables} bare `@asset`s: import + validate in-process", "raw", "bench.cases", "load_bare", tables)
+    add(GROUPS[4], f"{tables} Loom tables: import + validate in-process", "ours", "bench.cases", "load_loom", tables)
     setup: list[Case] = []
     if copy_rows:
         src = Case(GROUPS[5], f"ch_source@{copy_rows}", "source table made by SQL (set-up)", "setup", "bench.cases",
@@ -176,19 +176,25 @@ def print_table(lines: list[dict[str, Any]]) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--official-python", help="python of .venv-bench-official (dagster-deltalake-polars)")
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--quick", action="store_true", help="1/10 sizes (no target is judged at these sizes)")
-    ap.add_argument("--copy-rows", type=int, default=200_000_000, help="rows of the ClickHouse -> Delta copy (0: skip)")
+    ap.add_argument("--rounds", type=int, help="interleaved rounds (default 3; 1 with --quick/--tiny)")
+    size = ap.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="1/10 sizes (targets are not meant for these sizes)")
+    size.add_argument("--tiny", action="store_true", help="1/1000 sizes and 20 tables: for the test suite")
+    ap.add_argument("--copy-rows", type=int, help="rows of the ClickHouse -> Delta copy (default 200M; 0: skip)")
     ap.add_argument("--out", help="directory for overhead.md / overhead.json (default bench/results)")
     args = ap.parse_args(argv)
     official = args.official_python if args.official_python and os.access(args.official_python, os.X_OK) else None
     if not official:
         print("official integration not run (no --official-python; `make bench-overhead` passes it)", flush=True)
-    setup, cases = plan(args.quick, args.copy_rows, official is not None)
+    div = 1000 if args.tiny else 10 if args.quick else 1
+    rounds = args.rounds or (1 if div > 1 else 3)
+    copy_rows = args.copy_rows if args.copy_rows is not None else 200_000_000 // div
+    setup, cases = plan(div, copy_rows, official is not None)
     out_dir = Path(args.out) if args.out else BENCH / "results"
     tmp_root = tempfile.mkdtemp(prefix="loom-overhead-")
-    meta: dict[str, Any] = {"command": "make bench-overhead" if not args.quick else "python -m bench.overhead --quick",
-                            "started": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M"), "rounds": args.rounds,
+    command = "make bench-overhead" if div == 1 else f"python -m bench.overhead --{'tiny' if args.tiny else 'quick'}"
+    meta: dict[str, Any] = {"command": command,
+                            "started": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M"), "rounds": rounds,
                             "machine": machine(), "load_start": os.getloadavg()[0],
                             "versions": _product_versions()}
     t0 = time.perf_counter()
@@ -199,10 +205,10 @@ def main(argv: list[str] | None = None) -> int:
             r = runner.run(c, 0, keep=True)
             if r.status != "ok":
                 raise SystemExit(f"set-up {c.key} failed: {r.error}")
-        for round_ in range(1, args.rounds + 1):
-            print(f"== round {round_}/{args.rounds} (load average {os.getloadavg()[0]:.2f})", flush=True)
+        for round_ in range(1, rounds + 1):
+            print(f"== round {round_}/{rounds} (load average {os.getloadavg()[0]:.2f})", flush=True)
             # the long copy runs once, in the last round
-            runs += [runner.run(c, round_) for c in cases if c.group != GROUPS[5] or round_ == args.rounds]
+            runs += [runner.run(c, round_) for c in cases if c.group != GROUPS[5] or round_ == rounds]
     finally:
         runner.close()
         shutil.rmtree(tmp_root, ignore_errors=True)
