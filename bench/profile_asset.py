@@ -2,14 +2,15 @@
 
 ``python -m bench.profile_asset CASE ROWS [--top N] [--memory]`` runs one case of
 :mod:`bench.cases` (``loom_delta_eager``, ``loom_delta_streaming``, ``loom_ch_eager``,
-``loom_range30``) in this process under ``cProfile`` (and, with ``--memory``, ``tracemalloc``)
+``loom_range30``) in this process under ``cProfile`` (or, with ``--memory``, ``tracemalloc``)
 in a fresh ``LOOM_HOME``, and prints:
 
 - the wall time of the ``dagster.materialize()`` call;
 - the top entries by cumulative time among Loom's own functions (``loom_resources``,
   ``loom_assets``): what our layer spends, the write included;
 - the top entries by own time over everything (where the CPU actually goes);
-- with ``--memory``: the peak traced Python memory and the top allocation sites (Arrow and
+- with ``--memory`` (instead of the time profile): the peak traced Python memory and the top
+  allocation sites still held after the run (Arrow and
   Polars buffers are allocated outside Python's allocator, so the process RSS is measured by
   :mod:`bench.run_all`, not here).
 
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("case", choices=["loom_delta_eager", "loom_delta_streaming", "loom_ch_eager", "loom_range30"])
     ap.add_argument("rows", type=int)
     ap.add_argument("--top", type=int, default=25)
-    ap.add_argument("--memory", action="store_true", help="also trace Python allocations (slower)")
+    ap.add_argument("--memory", action="store_true", help="trace Python allocations instead of profiling time")
     args = ap.parse_args(argv)
 
     home = tempfile.mkdtemp(prefix="loom-profile-")
@@ -83,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.memory:
             tracemalloc.start(25)
         t0 = time.perf_counter()
-        profiler.enable()
+        if not args.memory:  # one tool at a time: each would count the other's allocations and time
+            profiler.enable()
         try:
             return original(*a, **kw)
         finally:
@@ -97,10 +99,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"{args.case} rows={args.rows:,}: materialize() {', '.join(f'{c:.3f} s' for c in calls)} under the profiler;"
           f" case wall {out['seconds']:.3f} s")
-    stats = pstats.Stats(profiler, stream=io.StringIO())
-    _print_rows("Loom's functions by cumulative time", top_entries(stats, key="cumulative", only_ours=True, n=args.top))
-    _print_rows("All functions by own time", top_entries(stats, key="tottime", only_ours=False, n=args.top))
-    if args.memory:
+    if not args.memory:
+        stats = pstats.Stats(profiler, stream=io.StringIO())
+        _print_rows("Loom's functions by cumulative time", top_entries(stats, key="cumulative", only_ours=True, n=args.top))
+        _print_rows("All functions by own time", top_entries(stats, key="tottime", only_ours=False, n=args.top))
+    else:
         snap = tracemalloc.take_snapshot()
         _cur, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
