@@ -35,7 +35,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _du(path: Path) -> int:
+def du_bytes(path: str | Path) -> int:
+    """Bytes allocated under ``path`` (files removed while walking are skipped)."""
     total = 0
     for dirpath, _dirs, files in os.walk(path):
         for f in files:
@@ -56,7 +57,7 @@ class DiskSampler(threading.Thread):
 
     def run(self) -> None:
         while not self.stop.is_set():
-            used = _du(self.spool_dir) + sum(_du(d) for d in self.tmp.glob("loom-ch-spool-*"))
+            used = du_bytes(self.spool_dir) + sum(du_bytes(d) for d in self.tmp.glob("loom-ch-spool-*"))
             self.peak = max(self.peak, used)
             time.sleep(0.02)
 

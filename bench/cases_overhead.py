@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.bench_spool import du_bytes
 from bench.cases import (
     BARE_TEMPLATE,
     CH_LIBS,
@@ -108,17 +109,6 @@ def validate_cli_bare(n: int, wd: str) -> dict[str, Any]:
     return _validate_cli(BARE_TEMPLATE, n, wd)
 
 
-def _du(path: str) -> int:
-    total = 0
-    for dirpath, _dirs, files in os.walk(path):
-        for f in files:
-            try:
-                total += os.stat(os.path.join(dirpath, f)).st_blocks * 512
-            except OSError:
-                continue
-    return total
-
-
 class _DiskSampler(threading.Thread):
     """Peak bytes under the temporary directory (where any spool would go), every 50 ms."""
 
@@ -128,7 +118,7 @@ class _DiskSampler(threading.Thread):
 
     def run(self) -> None:
         while not self.done.wait(0.05):
-            self.peak = max(self.peak, _du(self.path))
+            self.peak = max(self.peak, du_bytes(self.path))
 
 
 def loom_copy_disk(n: int, wd: str) -> dict[str, Any]:
