@@ -108,15 +108,20 @@ def rows_by_partition(
     # without reading data: each file's rows count towards the partitions its values fall in
     per_file = getattr(reader, "partition_counts", None)
     files: pl.DataFrame | None = per_file(spec.ref, columns) if per_file is not None else None
+
+    def count(lf: pl.LazyFrame, weight: pl.Expr) -> dict[str, int]:
+        exprs = []
+        for key, params in each.items():
+            pred = slice_predicate(spec, partition_columns, params)
+            inside = pl.lit(True) if pred is None else to_expr(pred).fill_null(False)
+            exprs.append((inside.cast(pl.Int64) * weight).sum().alias(key))
+        counts = lf.select(exprs).collect().row(0, named=True)
+        return {k: int(v or 0) for k, v in counts.items()}
+
     if files is not None:
-        lf, weight = files.lazy(), pl.col(FILE_ROWS)
-    else:
-        lf = reader.read(SourceSpec(spec.ref, columns, slice_predicate(spec, partition_columns, run)), RunParams())
-        weight = pl.lit(1, pl.Int64)
-    exprs = []
-    for key, params in each.items():
-        pred = slice_predicate(spec, partition_columns, params)
-        inside = pl.lit(True) if pred is None else to_expr(pred).fill_null(False)
-        exprs.append((inside.cast(pl.Int64) * weight).sum().alias(key))
-    counts = lf.select(exprs).collect().row(0, named=True)
-    return {k: int(v or 0) for k, v in counts.items()}
+        try:
+            return count(files.lazy(), pl.col(FILE_ROWS))
+        except pl.exceptions.PolarsError:
+            pass  # partition values the log types differently from the predicate: count by a scan
+    lf = reader.read(SourceSpec(spec.ref, columns, slice_predicate(spec, partition_columns, run)), RunParams())
+    return count(lf, pl.lit(1, pl.Int64))

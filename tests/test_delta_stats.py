@@ -85,3 +85,19 @@ def test_not_a_partition_column_falls_back_to_a_scan(delta: DeltaResource) -> No
 
 def test_missing_table_has_no_counts(delta: DeltaResource) -> None:
     assert delta.partition_counts(TableRef("s", "nope"), ["day"]) is None
+
+
+class _MistypedLog(_ScanOnly):
+    """A store whose log reports partition values as text: counting falls back to a scan."""
+
+    def partition_counts(self, ref: TableRef, columns: list[str]) -> pl.DataFrame | None:
+        files = self.res.partition_counts(ref, columns)
+        assert files is not None
+        return files.with_columns(pl.col("day").cast(pl.String) + "x")
+
+
+def test_partition_values_the_predicate_cannot_compare_fall_back_to_a_scan(delta: DeltaResource) -> None:
+    spec = _spec()
+    delta.write(_frame(700), spec, RunParams())
+    assert _counts(_MistypedLog(delta), spec, range(0, 7)) == _counts(_ScanOnly(delta), spec, range(0, 7)) \
+        == {(DAY0 + dt.timedelta(days=i)).isoformat(): 100 for i in range(7)}
