@@ -25,7 +25,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.workload import BASE_DAY, DAYS, child_main, day_window, eager_frame, lazy_frame
+from bench.workload import (
+    BASE_DAY,
+    DAYS,
+    child_main,
+    day_window,
+    eager_frame,
+    lazy_frame,
+    run_outcome,
+    step_failures,
+)
 
 CH_DDL = "(`id` Int64, `day` Date32, `amount` Nullable(Float64), `sku` Nullable(String))"
 INSERT_BATCH = 500_000
@@ -77,15 +86,6 @@ DELTA_LIBS = ("polars", "pyarrow", "deltalake")
 CH_LIBS = ("polars", "pyarrow", "clickhouse_connect", "chdb")
 
 
-def _failure(result: Any) -> str:
-    msgs = []
-    for ev in result.all_events:
-        if ev.is_step_failure and ev.step_failure_data is not None:
-            err = ev.step_failure_data.error
-            while err is not None and err.cause is not None:
-                err = err.cause
-            msgs.append(err.message.strip() if err is not None else ev.message or "")
-    return " | ".join(msgs)[:800] or "run failed"
 
 
 class Loom:
@@ -111,7 +111,7 @@ class Loom:
             instance=self.instance, tags=tags, partition_key=partition_key, raise_on_error=False,
         )
         seconds = time.perf_counter() - t0
-        return seconds, None if result.success else _failure(result)
+        return seconds, None if result.success else step_failures(result)
 
 
 def _delta_version(uri: str) -> int:
@@ -164,8 +164,7 @@ def loom_delta_eager(n: int, wd: str) -> dict[str, Any]:
     df = eager_frame(n)
     loom = Loom([Table("b.t", backend="delta", columns=_columns(), mode="overwrite", transform=lambda context: df)])
     seconds, error = loom.run()
-    return {"seconds": seconds, "error": error, "status": "failed" if error else "ok",
-            "tables": [_delta_table(os.path.join(_delta_root(), "b", "t"), n)]}
+    return run_outcome(seconds, error, [_delta_table(os.path.join(_delta_root(), "b", "t"), n)])
 
 
 # -- case 2: Delta streaming -----------------------------------------------------------------------
@@ -186,8 +185,7 @@ def loom_delta_streaming(n: int, wd: str) -> dict[str, Any]:
     loom = Loom([Table("b.t", backend="delta", columns=_columns(), mode="overwrite",
                        transform=lambda context: lazy_frame(n))])
     seconds, error = loom.run()
-    return {"seconds": seconds, "error": error, "status": "failed" if error else "ok",
-            "tables": [_delta_table(os.path.join(_delta_root(), "b", "t"), n)]}
+    return run_outcome(seconds, error, [_delta_table(os.path.join(_delta_root(), "b", "t"), n)])
 
 
 # -- case 3: ClickHouse writes ---------------------------------------------------------------------
@@ -219,7 +217,7 @@ def loom_ch_eager(n: int, wd: str) -> dict[str, Any]:
     loom = Loom([Table("b.t", backend="clickhouse", columns=_columns(), mode="overwrite", transform=lambda context: df)],
                 preload=CH_LIBS)
     seconds, error = loom.run()
-    return {"seconds": seconds, "error": error, "status": "failed" if error else "ok", "tables": [_ch_table("b.t", n)]}
+    return run_outcome(seconds, error, [_ch_table("b.t", n)])
 
 
 # -- case 4: ClickHouse -> Delta streaming copy ----------------------------------------------------
@@ -288,8 +286,7 @@ def loom_copy(n: int, wd: str) -> dict[str, Any]:
 
     loom = Loom(_copy_tables(n), preload=(*CH_LIBS, "deltalake"))
     seconds, error = loom.run(selection=[dg.AssetKey(["copy", "events"])])
-    return {"seconds": seconds, "error": error, "status": "failed" if error else "ok",
-            "tables": [_delta_table(os.path.join(_delta_root(), "copy", "events"), n)]}
+    return run_outcome(seconds, error, [_delta_table(os.path.join(_delta_root(), "copy", "events"), n)])
 
 
 # -- case 5: 30-day range backfill on an existing table --------------------------------------------
@@ -325,8 +322,7 @@ def loom_range30(n: int, wd: str) -> dict[str, Any]:
         return {"status": "failed", "error": f"set-up run: {error}", "tables": [_delta_table(uri, n)]}
     before = _delta_version(uri)
     seconds, error = loom.run(tags=RANGE_TAGS)
-    return {"seconds": seconds, "error": error, "status": "failed" if error else "ok", "runs": 1,
-            "commits": _delta_version(uri) - before, "tables": [_delta_table(uri, n)]}
+    return run_outcome(seconds, error, [_delta_table(uri, n)], runs=1, commits=_delta_version(uri) - before)
 
 
 def loom_30runs(n: int, wd: str) -> dict[str, Any]:

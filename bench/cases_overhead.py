@@ -30,7 +30,7 @@ from bench.cases import (
     _delta_table,
     _preload,
 )
-from bench.workload import BASE_DAY, DAYS, child_main, eager_frame
+from bench.workload import BASE_DAY, DAYS, child_main, eager_frame, run_outcome
 
 
 def loom_delta_eager_norecords(n: int, wd: str) -> dict[str, Any]:
@@ -46,8 +46,7 @@ def loom_delta_eager_norecords(n: int, wd: str) -> dict[str, Any]:
     loom.defs = build_definitions(tables, resources={
         "io_manager": LoomIOManager(delta=io.delta, clickhouse=io.clickhouse, record_runs=False)})
     seconds, error = loom.run()
-    return {"seconds": seconds, "error": error, "status": "failed" if error else "ok",
-            "tables": [_delta_table(os.path.join(_delta_root(), "b", "t"), n)]}
+    return run_outcome(seconds, error, [_delta_table(os.path.join(_delta_root(), "b", "t"), n)])
 
 
 def raw_replace30(n: int, wd: str) -> dict[str, Any]:
@@ -132,9 +131,8 @@ def loom_copy_disk(n: int, wd: str) -> dict[str, Any]:
     seconds, error = loom.run(selection=[dg.AssetKey(["copy", "events"])])
     sampler.done.set()
     sampler.join()
-    return {"seconds": seconds, "error": error, "status": "failed" if error else "ok",
-            "temp_disk_mb": sampler.peak / 2**20,
-            "tables": [_delta_table(os.path.join(_delta_root(), "copy", "events"), n)]}
+    return run_outcome(seconds, error, [_delta_table(os.path.join(_delta_root(), "copy", "events"), n)],
+                       temp_disk_mb=sampler.peak / 2**20)
 
 
 CASES = {f.__name__: f for f in (

@@ -26,36 +26,29 @@ import re
 import time
 from typing import Any
 
-from bench.workload import BASE_DAY, DAYS, child_main, day_window, eager_frame
+from bench.workload import (
+    BASE_DAY,
+    DAYS,
+    child_main,
+    day_window,
+    delta_tables,
+    eager_frame,
+    run_outcome,
+    step_failures,
+)
 
 RANGE_TAGS = {"dagster/asset_partition_range_start": "2024-01-01", "dagster/asset_partition_range_end": "2024-01-30"}
 PACKAGES = ("dagster", "dagster-deltalake", "dagster-deltalake-polars", "dagster-polars", "dagster-clickhouse",
             "dagster-clickhouse-polars", "clickhouse-driver", "clickhouse-connect", "chdb", "polars", "deltalake", "pyarrow")
 
 
-def _delta_tables(root: str) -> list[str]:
-    found = []
-    for dirpath, dirnames, _ in os.walk(root):
-        if "_delta_log" in dirnames:
-            found.append(dirpath)
-            dirnames[:] = []
-    return sorted(found)
 
 
 def _tables(wd: str, n: int) -> list[dict[str, Any]]:
-    return [{"kind": "delta", "uri": uri, "rows": n} for uri in _delta_tables(os.path.join(wd, "data"))] or [
+    return [{"kind": "delta", "uri": uri, "rows": n} for uri in delta_tables(os.path.join(wd, "data"))] or [
         {"kind": "delta", "uri": os.path.join(wd, "data", "b", "t"), "rows": n}]
 
 
-def _failure(result: Any) -> str:
-    msgs = []
-    for ev in result.all_events:
-        if ev.is_step_failure and ev.step_failure_data is not None:
-            err = ev.step_failure_data.error
-            while err is not None and err.cause is not None:
-                err = err.cause
-            msgs.append(err.message.strip() if err is not None else ev.message or "")
-    return " | ".join(msgs)[:800] or "run failed"
 
 
 def _run(assets: list[Any], resources: dict[str, Any], instance: Any, **kw: Any) -> tuple[float, str | None]:
@@ -67,7 +60,7 @@ def _run(assets: list[Any], resources: dict[str, Any], instance: Any, **kw: Any)
     except Exception as exc:  # noqa: BLE001 (e.g. a partition range rejected before the run starts)
         return time.perf_counter() - t0, f"{type(exc).__name__}: {exc}"[:800]
     seconds = time.perf_counter() - t0
-    return seconds, None if result.success else _failure(result)
+    return seconds, None if result.success else step_failures(result)
 
 
 def _preload(*modules: str) -> None:
@@ -113,7 +106,7 @@ def _eager(io: Any, n: int, wd: str) -> dict[str, Any]:
         return df
 
     seconds, error = _run([t], {"io_manager": io}, dg.DagsterInstance.ephemeral())
-    return {"seconds": seconds, "error": error, "status": "failed" if error else "ok", "tables": _tables(wd, n)}
+    return run_outcome(seconds, error, _tables(wd, n))
 
 
 def ddp_eager(n: int, wd: str) -> dict[str, Any]:
@@ -177,8 +170,7 @@ def ch_rowwise(n: int, wd: str) -> dict[str, Any]:
         return df
 
     seconds, error = _run([t], {"io_manager": ClickhousePolarsIOManager(host="localhost")}, dg.DagsterInstance.ephemeral())
-    return {"seconds": seconds, "error": error, "status": "failed" if error else "ok",
-            "tables": [{"kind": "clickhouse", "url": CHDB_URL, "table": "b.t", "rows": n}]}
+    return run_outcome(seconds, error, [{"kind": "clickhouse", "url": CHDB_URL, "table": "b.t", "rows": n}])
 
 
 # -- 30-day range ----------------------------------------------------------------------------------
@@ -205,7 +197,7 @@ def ddp_range_new(n: int, wd: str) -> dict[str, Any]:
 
     asset = _daily_asset(eager_frame(n), False)
     seconds, error = _run([asset], {"io_manager": _ddp_io(wd)}, dg.DagsterInstance.ephemeral(), tags=RANGE_TAGS)
-    return {"seconds": seconds, "error": error, "status": "failed" if error else "ok", "runs": 1, "tables": _tables(wd, n)}
+    return run_outcome(seconds, error, _tables(wd, n), runs=1)
 
 
 def ddp_range_existing(n: int, wd: str) -> dict[str, Any]:
@@ -218,7 +210,7 @@ def ddp_range_existing(n: int, wd: str) -> dict[str, Any]:
     if error:
         return {"status": "failed", "error": f"set-up run (new table): {error}", "tables": _tables(wd, n)}
     seconds, error = _run([asset], {"io_manager": _ddp_io(wd)}, inst, tags=RANGE_TAGS)
-    return {"seconds": seconds, "error": error, "status": "failed" if error else "ok", "runs": 1, "tables": _tables(wd, n)}
+    return run_outcome(seconds, error, _tables(wd, n), runs=1)
 
 
 def ddp_30runs(n: int, wd: str) -> dict[str, Any]:
@@ -243,7 +235,7 @@ def polars_delta_range(n: int, wd: str) -> dict[str, Any]:
 
     asset = _daily_asset(eager_frame(n), True)
     seconds, error = _run([asset], {"io_manager": _polars_io(wd)}, dg.DagsterInstance.ephemeral(), tags=RANGE_TAGS)
-    return {"seconds": seconds, "error": error, "status": "failed" if error else "ok", "runs": 1, "tables": _tables(wd, n)}
+    return run_outcome(seconds, error, _tables(wd, n), runs=1)
 
 
 def versions_case(n: int, wd: str) -> dict[str, Any]:

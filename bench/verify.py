@@ -20,17 +20,11 @@ import sys
 import traceback
 from typing import Any
 
+from bench.workload import delta_tables
+
 DISTINCT_LIMIT = 200_000_000  # above this, exact distinct counts cost more memory than the check is worth
 
 
-def delta_tables(root: str) -> list[str]:
-    """Every Delta table (a folder with ``_delta_log``) under ``root``."""
-    found = []
-    for dirpath, dirnames, _ in os.walk(root):
-        if "_delta_log" in dirnames:
-            found.append(dirpath)
-            dirnames[:] = []
-    return sorted(found)
 
 
 def check_delta(uri: str, ids: bool = True) -> dict[str, Any]:

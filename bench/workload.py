@@ -84,6 +84,33 @@ def versions(*names: str) -> dict[str, str]:
     return out
 
 
+def run_outcome(seconds: float, error: str | None, tables: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    """A timed run's case result: ``failed`` (with the error) or ``ok``, and the tables to read back."""
+    return {"seconds": seconds, "error": error, "status": "failed" if error else "ok", **extra, "tables": tables}
+
+
+def step_failures(result: Any) -> str:
+    """The root-cause messages of a Dagster run's failed steps (``ExecuteInProcessResult``)."""
+    msgs = []
+    for ev in result.all_events:
+        if ev.is_step_failure and ev.step_failure_data is not None:
+            err = ev.step_failure_data.error
+            while err is not None and err.cause is not None:
+                err = err.cause
+            msgs.append(err.message.strip() if err is not None else ev.message or "")
+    return " | ".join(msgs)[:800] or "run failed"
+
+
+def delta_tables(root: str) -> list[str]:
+    """Every Delta table (a folder with ``_delta_log``) under ``root``."""
+    found = []
+    for dirpath, dirnames, _ in os.walk(root):
+        if "_delta_log" in dirnames:
+            found.append(dirpath)
+            dirnames[:] = []
+    return sorted(found)
+
+
 def child_main(cases: dict[str, Callable[..., dict[str, Any]]]) -> None:
     """Entry point of a case process: ``python -m <module> CASE ROWS WORKDIR OUT_JSON``.
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import polars as pl
 from deltalake import DeltaTable
 
-from loom_resources.partitions import FILE_ROWS as ROWS
+from loom_resources.partitions import FILE_ROWS
 
 __all__ = ["partition_counts"]
 
@@ -32,7 +32,7 @@ def partition_counts(table: DeltaTable, columns: Sequence[str]) -> pl.DataFrame 
     if any(n not in actions.columns for n in needed):
         return None
     frame = actions.select(pl.col(f"partition.{c}").alias(c) for c in columns).with_columns(
-        actions["num_records"].alias(ROWS))
-    if frame[ROWS].null_count():
+        actions["num_records"].alias(FILE_ROWS))
+    if frame[FILE_ROWS].null_count():
         return None
     return frame
