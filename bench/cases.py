@@ -182,8 +182,8 @@ def raw_sink_delta(n: int, wd: str) -> dict[str, Any]:
 def loom_delta_streaming(n: int, wd: str) -> dict[str, Any]:
     from loom_assets import Table
 
-    loom = Loom([Table("b.t", backend="delta", columns=_columns(), mode="overwrite",
-                       transform=lambda context: lazy_frame(n))])
+    lf = lazy_frame(n)  # built before the clock, as raw_sink_delta does
+    loom = Loom([Table("b.t", backend="delta", columns=_columns(), mode="overwrite", transform=lambda context: lf)])
     seconds, error = loom.run()
     return run_outcome(seconds, error, [_delta_table(os.path.join(_delta_root(), "b", "t"), n)])
 

@@ -80,9 +80,6 @@ class LoomIOManager(dg.ConfigurableIOManager):
             attempt=step.previous_attempt_count + 1,
             root_run_id=step.dagster_run.root_run_id,
         )
-        context.log.info(
-            f"writing {spec.ref} ({spec.backend.value}, mode={spec.mode.value}, partitions={len(params.partition_keys)})"
-        )
         try:
             result = self.writer(spec).write(obj, spec, params, streaming=True, write_ctx=wctx)
         except Exception as exc:

@@ -118,6 +118,36 @@ def test_streaming_clickhouse_write_metadata_counts_table_versions(stores: Store
     assert rows.to_dicts() == [{"n": 25, "s": sum(range(25))}]
 
 
+def test_version_metadata_is_the_committed_version(stores: Stores, unique_schema: str) -> None:
+    """The result of a write to an existing table is read from the table object delta-rs committed
+    through (moved to the new version), not by reopening the log: it must match the log."""
+    name = f"{unique_schema}.v"
+    t = Table(name, backend="delta", mode="append", columns=[C("id", "int64", False)],
+              transform=lambda context: pl.DataFrame({"id": [1, 2]}))
+    inst = dg.DagsterInstance.ephemeral()
+    versions = [metadata(stores.mat([t], instance=inst))["v"]["loom/table_version"] for _ in range(3)]
+    uri = stores.delta.table_uri(TableRef.parse(name))
+    assert versions == [0, 1, 2] and DeltaTable(uri).version() == 2
+    assert stores.delta_rows(name)["id"].to_list() == [1, 1, 1, 2, 2, 2]
+
+
+@pytest.mark.parametrize("backend", ["delta", "clickhouse"])
+def test_the_run_log_says_each_write_once(stores: Stores, unique_schema: str, backend: str) -> None:
+    """One line when the write starts (mode, path, partitions), one when it ends; the audit row
+    appended to loom.run_records is not logged."""
+    name = f"{unique_schema}.l"
+    t = Table(name, backend=backend, mode="replace_partitions", columns=DAY_COLS, transform=days,
+              partitions=DAILY, partition_column="d")
+    inst = dg.DagsterInstance.ephemeral()
+    result = stores.mat([t], tags=RANGE, instance=inst)
+    lines = [e.user_message for e in inst.all_logs(result.run_id) if e.dagster_event is None]
+    started = [m for m in lines if m.startswith(f"{name}: replace_partitions write to ")]
+    assert len(started) == 1 and started[0].endswith(", 3 partitions)"), lines
+    assert [m for m in lines if m.startswith(f"wrote 30 rows to {name} ")], lines
+    assert not [m for m in lines if "run_records" in m], lines
+    assert len(stores.records(name)) == 1  # the audit row is still written
+
+
 @pytest.mark.parametrize("backend", ["delta", "clickhouse"])
 def test_partition_range_metadata(stores: Stores, unique_schema: str, backend: str) -> None:
     t = Table(f"{unique_schema}.p", backend=backend, mode="replace_partitions", columns=DAY_COLS, transform=days,

@@ -92,6 +92,9 @@ def write_frame(
     done = _earlier_attempt(w)
     if done is not None:
         return done
+    parts = f", {len(params.partition_keys)} partitions" if params.partition_keys else ""
+    get_dagster_logger().info(f"{spec.ref}: {spec.mode.value} write to ClickHouse at {conn.store()} "
+                              f"({'streaming' if plan.streaming else 'eager'}{parts})")
     if not plan.streaming:
         # eager path: the whole frame is validated before the table is touched
         df = conformed.frame.collect() if isinstance(conformed.frame, pl.LazyFrame) else conformed.frame

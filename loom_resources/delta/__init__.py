@@ -46,6 +46,7 @@ from loom_resources.model import (
     WriteResult,
 )
 from loom_resources.plan import to_frame
+from loom_resources.run_records import RUN_RECORDS_REF
 
 __all__ = ["DeltaResource"]
 
@@ -281,8 +282,9 @@ class DeltaResource(ConfigurableResource):
         with store_faults(str(spec.ref), loc.display_uri, f"writing ({spec.mode.value})"):
             w, out = self._execute(frame, spec, params, write_ctx, loc, streaming)
             res = result(w, out)
-        get_dagster_logger().info(f"{spec.ref}: wrote {res.rows_written} rows, now at version {res.version}"
-                                  + (" (skipped: already committed)" if res.skipped else ""))
+        if spec.ref != RUN_RECORDS_REF:  # the audit row of every write is not news in the run's log
+            get_dagster_logger().info(f"{spec.ref}: wrote {res.rows_written} rows, now at version {res.version}"
+                                      + (" (skipped: already committed)" if res.skipped else ""))
         return res
 
     def _execute(self, frame: pl.LazyFrame | pl.DataFrame, spec: TargetSpec, params: RunParams,
@@ -293,8 +295,10 @@ class DeltaResource(ConfigurableResource):
         else:
             w = prepare_write(frame, spec, params, write_ctx, loc, requested_streaming=streaming,
                               resource_audit=self.audit_columns)
-            log.info(f"{spec.ref}: {spec.mode.value} write to {loc.display_uri} "
-                     f"({'streaming' if w.plan.streaming else 'eager'})")
+            if spec.ref != RUN_RECORDS_REF:
+                parts = f", {len(params.partition_keys)} partitions" if params.partition_keys else ""
+                log.info(f"{spec.ref}: {spec.mode.value} write to {loc.display_uri} "
+                         f"({'streaming' if w.plan.streaming else 'eager'}{parts})")
             out = merge_table(w) if spec.mode is WriteMode.MERGE else write_table(w)
         return w, out
 

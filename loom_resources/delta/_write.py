@@ -43,6 +43,9 @@ class Outcome:
     skipped: bool = False
     noop: bool = False
     merge_metrics: dict[str, int] = field(default_factory=dict)
+    #: The table object the commit went through: delta-rs moves it to the committed version, so
+    #: the result is read from it instead of reopening the log.
+    table: DeltaTable | None = None
 
 
 @dataclass
@@ -193,6 +196,7 @@ def write_table(w: DeltaWrite) -> Outcome:
         mode, predicate = _commit_mode(w, out.partitions, creating=table is None)
         w.commit(source.data(), mode=mode, predicate=predicate, schema_mode=schema_mode, snapshot=table,
                  create=table is None)
+        out.table = table
         return True
 
     if not with_retries(spec.ref, w.loc, attempt, source):
@@ -221,7 +225,7 @@ def _commit_mode(w: DeltaWrite, partitions: PartitionValues, *, creating: bool
 
 def result(w: DeltaWrite, out: Outcome) -> WriteResult:
     """The WriteResult of a finished write, read back from the table's log."""
-    table = w.loc.open()
+    table = out.table if out.table is not None else w.loc.open()
     if table is None:
         raise LoomError(f"table {w.spec.ref} was not created at {w.loc.display_uri}")
     return WriteResult(
