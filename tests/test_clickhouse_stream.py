@@ -176,7 +176,7 @@ def test_spool_cap_exceeded_names_the_query_and_directory(chdb_url: str, unique_
 
 def test_spool_disk_full_is_a_loom_error_saying_what_to_do(chdb_url: str, unique_schema: str, spool_parent: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    import loom_resources.clickhouse._spool as mod
+    import pyarrow as pa  # the spool imports it when it writes
 
     class FullFile:  # a file on a disk that fills up after 50 kB, like a small tmpfs
         def __init__(self, path: str, mode: str) -> None:
@@ -197,7 +197,7 @@ def test_spool_disk_full_is_a_loom_error_saying_what_to_do(chdb_url: str, unique
             self.f.close()
             self.closed = True
 
-    monkeypatch.setattr(mod.pa, "OSFile", FullFile)
+    monkeypatch.setattr(pa, "OSFile", FullFile)
     r = ClickHouseResource(url=chdb_url, streaming_reads="spool", spool_dir=str(spool_parent))
     try:
         ref = _fill(r, unique_schema, 300_000)

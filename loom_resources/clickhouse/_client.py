@@ -14,10 +14,9 @@ import shutil
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlparse
 
-import pyarrow as pa
 from dagster import ConfigurableResource, InitResourceContext
 from pydantic import Field as PydanticField
 from pydantic import PrivateAttr, field_validator
@@ -35,6 +34,9 @@ from loom_resources.clickhouse._sql import qt
 from loom_resources.clickhouse._url import ENV_URL, ClickHouseURL
 from loom_resources.errors import BackendUnavailableError, LoomError, StoreFullError
 from loom_resources.model import TableRef
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = ["ClickHouseConnection"]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Generator, Iterator
+from typing import TYPE_CHECKING
 
 import polars as pl
-import pyarrow as pa
 from polars.io.plugins import register_io_source
 
 from loom_resources.clickhouse._client import ClickHouseConnection
@@ -20,6 +20,9 @@ from loom_resources.errors import LoomError, SchemaMismatchError, TableNotFoundE
 from loom_resources.model import RunParams, SourceSpec
 from loom_resources.polars_types import empty_frame, polars_schema, to_polars
 from loom_resources.predicates import check_columns
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = ["arrow_batches", "read_sql", "source_sql", "stream_sql"]
 

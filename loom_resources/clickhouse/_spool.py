@@ -26,12 +26,12 @@ import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
-
-import pyarrow as pa
-import pyarrow.ipc as ipc
+from typing import TYPE_CHECKING, Any
 
 from loom_resources.errors import LoomError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = [
     "SWEEP_MIN_AGE_S",
@@ -157,6 +157,9 @@ def write_spool(batches: Iterable[pa.RecordBatch], directory: str, *, max_bytes:
         SpoolDiskFullError: the disk is full.
     The caller removes ``directory`` on any failure.
     """
+    import pyarrow as pa  # here, not at load: pyarrow+NumPy cost ~0.1 s
+    import pyarrow.ipc as ipc
+
     files: list[str] = []
     sink: Any = None
     writer: Any = None

@@ -7,9 +7,9 @@ import re
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 import polars as pl
-import pyarrow as pa
 
 from loom_resources.clickhouse._client import ClickHouseConnection
 from loom_resources.clickhouse._discovery import ch_columns, stored_schema, table_engine
@@ -22,6 +22,9 @@ from loom_resources.errors import DataValidationError, SpecError
 from loom_resources.model import SchemaMode, TableRef, TargetSpec, WriteMode, WriteResult
 from loom_resources.partitions import PartitionValues, partition_predicate
 from loom_resources.plan import WritePlan
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = ["Stage"]
 

@@ -20,10 +20,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
-import pyarrow as pa
 from dagster import get_dagster_logger
 
 from loom_resources.clickhouse._client import ClickHouseConnection
@@ -38,6 +37,9 @@ from loom_resources.model import RunParams, TargetSpec, WriteContext, WriteMode,
 from loom_resources.partitions import partition_predicate
 from loom_resources.plan import plan_write, to_frame
 from loom_resources.polars_types import empty_frame
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = ["write_frame"]
 

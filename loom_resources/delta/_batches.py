@@ -7,9 +7,9 @@ every batch is validated inside the reader, so an invalid batch raises before de
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import polars as pl
-import pyarrow as pa
 from dagster import get_dagster_logger
 
 from loom_resources import dtypes as t
@@ -17,6 +17,9 @@ from loom_resources.delta._types import storable
 from loom_resources.dtypes import DataType, Schema
 from loom_resources.errors import DataValidationError
 from loom_resources.polars_types import to_polars
+
+if TYPE_CHECKING:  # pyarrow (+NumPy, ~0.1 s) is imported when data moves, not when a code location loads
+    import pyarrow as pa
 
 __all__ = ["BatchSource", "as_arrow", "batch_schema", "storable_exprs", "whole_microseconds_check"]
 
@@ -39,6 +42,7 @@ def storable_exprs(columns: Schema) -> list[pl.Expr]:
 
 
 def _nullability(pa_type: pa.DataType, dtype: DataType) -> pa.DataType:
+    import pyarrow as pa
     if isinstance(dtype, t.Struct) and pa.types.is_struct(pa_type):
         fields = [pa_type.field(i) for i in range(pa_type.num_fields)]
         return pa.struct([
@@ -53,6 +57,7 @@ def _nullability(pa_type: pa.DataType, dtype: DataType) -> pa.DataType:
 def batch_schema(columns: Schema) -> pa.Schema:
     """The Arrow schema of written batches: the types Polars exports (views, so the export is
     zero-copy) with the declared nullability, which Delta keeps when it creates the table."""
+    import pyarrow as pa
     exported = pa.RecordBatchReader.from_stream(pl.DataFrame(schema={c.name: to_polars(c.dtype) for c in columns})).schema
     return pa.schema(
         [f.with_type(_nullability(f.type, c.dtype)).with_nullable(c.nullable).remove_metadata()
@@ -63,6 +68,7 @@ def batch_schema(columns: Schema) -> pa.Schema:
 def as_arrow(df: pl.DataFrame, schema: pa.Schema) -> pa.RecordBatchReader:
     """``df`` (already in storable types) as an Arrow stream in ``schema``. A stream, not a table:
     delta-rs then overlaps Polars' export with writing, as ``DataFrame.write_delta`` does."""
+    import pyarrow as pa
     return pa.RecordBatchReader.from_stream(df).cast(schema)
 
 
@@ -117,6 +123,7 @@ class BatchSource:
 
     def data(self) -> pa.RecordBatchReader:
         """The whole write's data for one commit attempt."""
+        import pyarrow as pa
         self.error = None
         if not self.streaming:
             if self._eager is None:

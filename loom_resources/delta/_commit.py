@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import pyarrow as pa
 from dagster import get_dagster_logger
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError
@@ -26,6 +25,9 @@ from loom_resources.delta._location import DeltaLocation
 from loom_resources.errors import PredicateError
 from loom_resources.model import TableRef
 from loom_resources.predicates import Predicate, to_sql
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = ["commit", "commit_properties", "render", "with_retries"]
 

@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 import polars as pl
-import pyarrow as pa
 from deltalake import DeltaTable
 from deltalake.schema import PrimitiveType
 
@@ -83,6 +82,8 @@ def _pruned_dataset(table: DeltaTable, spec: SourceSpec, params: RunParams) -> p
     expr = _arrow_filter(bound, prunable)
     if expr is None:
         return dataset
+    import pyarrow as pa  # here, not at load: pyarrow+NumPy cost ~0.1 s
+
     try:
         dataset.scanner(filter=expr, columns=[])  # binds the expression: a type mismatch raises here
     except (pa.ArrowException, TypeError, ValueError):

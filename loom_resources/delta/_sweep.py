@@ -24,9 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
 from loom_resources.delta._location import DeltaLocation
 
 __all__ = ["StoreFiles", "orphan_files", "store_files"]
@@ -106,6 +103,9 @@ def _relative(path: str, files: StoreFiles) -> str:
 
 def referenced(files: StoreFiles, listing: list[StoreFile]) -> set[str]:
     """Every file path any retained log entry (commit, compaction, checkpoint, sidecar) names."""
+    import pyarrow as pa  # here, not at load: pyarrow+NumPy cost ~0.1 s
+    import pyarrow.parquet as pq
+
     refs: set[str] = set()
     for f in listing:
         if _LOG_JSON.match(f.path):

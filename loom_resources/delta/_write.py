@@ -11,10 +11,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import polars as pl
-import pyarrow as pa
 from deltalake import DeltaTable
 
 from loom_resources.conform import conform, frame_partitions, with_audit_columns
@@ -28,6 +27,9 @@ from loom_resources.model import RunParams, SchemaMode, TargetSpec, WriteContext
 from loom_resources.partitions import PartitionValues, partition_predicate
 from loom_resources.plan import WritePlan, plan_write
 from loom_resources.polars_types import to_polars
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = ["DeltaWrite", "Outcome", "prepare_write", "result", "write_table"]
 
