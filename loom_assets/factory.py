@@ -24,6 +24,7 @@ from loom_assets.checks import build_checks
 from loom_assets.declare import Table
 from loom_assets.external import ExternalTable
 from loom_assets.sql_body import bind_sql, check_sql
+from loom_assets.sql_cache import TABLES_CACHE
 from loom_resources import Backend, SpecError, UnsupportedTypeError
 from loom_resources.binding import AssetBinding, InputBinding
 from loom_resources.metadata import STARTED_AT_METADATA, column_schema_metadata
@@ -62,21 +63,24 @@ def validate_tables(tables: Sequence[Table | ExternalTable], backends: Backends 
         by_name[str(t.ref)] = t
         if t.ref.schema == RUN_RECORDS_REF.schema and not isinstance(t, ExternalTable):
             raise SpecError(f"table {t.ref}: schema {t.ref.schema!r} is reserved for Loom's audit trail ({RUN_RECORDS_REF})")
-    for t in tables:
-        if isinstance(t, ExternalTable):
-            continue
-        for s in t.sources:
-            if not s.asset and str(s.ref) not in by_name:  # type: ignore[union-attr]
-                raise SpecError(f"table {t.ref}: source {s.ref} is not a declared table "  # type: ignore[union-attr]
-                                "(for a plain Dagster asset, declare Source(..., asset=True))")
-        resource = _backend(backends, t)
-        resource.capabilities.check(t.target, t.target.backend.value)
-        try:
-            resource.expected_schema(t.target)
-        except UnsupportedTypeError as exc:
-            raise SpecError(f"table {t.ref}: {exc}") from exc
-        if t.sql is not None:
-            check_sql(t.sql, [s.name for s in t.sources], table=str(t.ref))  # type: ignore[union-attr]
+    try:
+        for t in tables:
+            if isinstance(t, ExternalTable):
+                continue
+            for s in t.sources:
+                if not s.asset and str(s.ref) not in by_name:  # type: ignore[union-attr]
+                    raise SpecError(f"table {t.ref}: source {s.ref} is not a declared table "  # type: ignore[union-attr]
+                                    "(for a plain Dagster asset, declare Source(..., asset=True))")
+            resource = _backend(backends, t)
+            resource.capabilities.check(t.target, t.target.backend.value)
+            try:
+                resource.expected_schema(t.target)
+            except UnsupportedTypeError as exc:
+                raise SpecError(f"table {t.ref}: {exc}") from exc
+            if t.sql is not None:
+                check_sql(t.sql, [s.name for s in t.sources], table=str(t.ref))  # type: ignore[union-attr]
+    finally:
+        TABLES_CACHE.save()  # the statements parsed by this load, for the next one
     _check_cycles(by_name)
 
 

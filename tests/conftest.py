@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,10 @@ import pytest
 
 if TYPE_CHECKING:
     from loom_resources.delta import DeltaResource
+
+
+# SQL-check cache (loom_assets.sql_cache) of this test session only, shared with its subprocesses
+os.environ.setdefault("LOOM_CACHE_DIR", tempfile.mkdtemp(prefix="loom-cache-"))
 
 
 @pytest.fixture(scope="session")
