@@ -629,3 +629,23 @@ def test_first_write_of_a_table_sweeps_its_old_orphans(delta: DeltaResource) -> 
     delta.write(frame([2], [D1]), spec(ref), RunParams())
     assert not old.exists() and young.exists()  # the young one may belong to a live write
     assert content(delta, ref, "id")["id"].to_list() == [1, 2]
+
+
+# -- checkpoints of the tables Loom creates --------------------------------------------------------
+
+@pytest.mark.parametrize("interval", [10, 0])
+def test_created_tables_checkpoint_every_checkpoint_interval_commits(tmp_path: Path, interval: int) -> None:
+    """Opening a table reads every commit since its last checkpoint; Loom's tables (the run records
+    get one commit per write) checkpoint every 10 commits, as Delta on Spark does (0: delta-rs' 100)."""
+    delta = DeltaResource(root=str(tmp_path), checkpoint_interval=interval)
+    ref = new_ref()
+    for i in range(12):
+        delta.write(frame([i], [D1]), spec(ref, mode="append"), RunParams())
+    table = dtable(delta, ref)
+    configured = table.metadata().configuration.get("delta.checkpointInterval")
+    checkpoints = sorted(Path(p).name for p in glob.glob(os.path.join(delta.table_uri(ref), "_delta_log", "*.checkpoint.parquet")))
+    if interval:
+        assert configured == "10" and checkpoints == ["00000000000000000009.checkpoint.parquet"]
+    else:
+        assert configured is None and checkpoints == []
+    assert table.version() == 11 and content(delta, ref)["id"].to_list() == list(range(12))

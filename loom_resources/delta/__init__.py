@@ -100,6 +100,14 @@ class DeltaResource(ConfigurableResource):
     max_commit_retries: int = Field(
         default=8, description="How often a write is retried when a concurrent writer committed first."
     )
+    checkpoint_interval: int = Field(
+        default=10, ge=0,
+        description=(
+            "Commits between checkpoints of the tables Loom creates (table property delta.checkpointInterval; "
+            "Delta on Spark uses 10, delta-rs alone 100). Opening a table reads every commit since its last "
+            "checkpoint: ~29 ms at 98 small commits, ~4 ms after a checkpoint. 0: delta-rs' default."
+        ),
+    )
     audit_columns: bool = Field(
         default=False, description="Add the _loom_* audit columns to every table (OR-ed with each table's own setting)."
     )
@@ -142,7 +150,8 @@ class DeltaResource(ConfigurableResource):
 
     def _location(self, ref: TableRef | str) -> DeltaLocation:
         uri = self.table_uri(ref)
-        return DeltaLocation(uri, display_uri(uri), dict(self.storage_options), self.max_commit_retries)
+        return DeltaLocation(uri, display_uri(uri), dict(self.storage_options), self.max_commit_retries,
+                             self.checkpoint_interval)
 
     def _check_writable_root(self) -> None:
         if self._is_remote():

@@ -74,7 +74,8 @@ def commit(
         commit_properties=commit_properties(loc, app_id, internal_retries=not create),
     )
     if create:
-        write_deltalake(target, data, mode="error", **common)
+        config = {"delta.checkpointInterval": str(loc.checkpoint_interval)} if loc.checkpoint_interval else None
+        write_deltalake(target, data, mode="error", configuration=config, **common)
     elif mode == "overwrite":
         write_deltalake(target, data, mode="overwrite", predicate=predicate, **common)
     else:

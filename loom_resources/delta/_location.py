@@ -29,6 +29,8 @@ class DeltaLocation:
     display_uri: str
     storage_options: dict[str, str]
     max_commit_retries: int
+    #: ``delta.checkpointInterval`` of a table this location creates (0: delta-rs' default, 100).
+    checkpoint_interval: int = 0
 
     def open(self) -> DeltaTable | None:
         """The table at its latest version, or ``None`` when there is none.
