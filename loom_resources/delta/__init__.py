@@ -5,14 +5,14 @@ Implements :class:`~loom_resources.contracts.TableDiscovery`, ``SourceReader``,
 The resource holds the configuration and the contract methods; the package's modules do the
 work: ``_location`` (where a table lives), ``_types`` (type mapping), ``_read`` (scans),
 ``_write`` (executing a :class:`~loom_resources.plan.WritePlan`), ``_batches`` and ``_commit``
-(validated Arrow data, one commit with bounded retries), ``_merge`` and ``_history`` (SCD2).
+(validated Arrow data, one commit with bounded retries), ``_merge`` and ``_history`` (SCD2),
+``_maintenance`` (compaction, vacuum guard, orphan sweep).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -24,13 +24,13 @@ from deltalake.schema import Field as DeltaField
 from pydantic import Field
 
 from loom_resources.capabilities import Capabilities
+from loom_resources.delta import _maintenance
 from loom_resources.delta._faults import store_faults
 from loom_resources.delta._history import write_history
 from loom_resources.delta._location import DeltaLocation, display_uri
 from loom_resources.delta._merge import merge_table
 from loom_resources.delta._read import scan
 from loom_resources.delta._stats import partition_counts
-from loom_resources.delta._sweep import orphan_files, store_files
 from loom_resources.delta._types import schema_from_delta, storable, to_delta
 from loom_resources.delta._write import DeltaWrite, Outcome, prepare_write, result, write_table
 from loom_resources.dtypes import ColumnSchema, Schema
@@ -291,23 +291,20 @@ class DeltaResource(ConfigurableResource):
         with store_faults(str(spec.ref), loc.display_uri, f"writing ({spec.mode.value})"):
             w, out = self._execute(frame, spec, params, write_ctx, loc, streaming)
             res = result(w, out)
-        if spec.ref != RUN_RECORDS_REF:  # the audit row of every write is not news in the run's log
-            get_dagster_logger().info(f"{spec.ref}: wrote {res.rows_written} rows, now at version {res.version}"
-                                      + (" (skipped: already committed)" if res.skipped else ""))
+        _write_log(spec)(f"{spec.ref}: wrote {res.rows_written} rows, now at version {res.version}"
+                         + (" (skipped: already committed)" if res.skipped else ""))
         return res
 
     def _execute(self, frame: pl.LazyFrame | pl.DataFrame, spec: TargetSpec, params: RunParams,
                  write_ctx: WriteContext | None, loc: DeltaLocation, streaming: bool) -> tuple[DeltaWrite, Outcome]:
-        log = get_dagster_logger()
         if spec.mode is WriteMode.HISTORY:
             w, out = write_history(frame, spec, loc, params, write_ctx, resource_audit=self.audit_columns)
         else:
             w = prepare_write(frame, spec, params, write_ctx, loc, requested_streaming=streaming,
                               resource_audit=self.audit_columns)
-            if spec.ref != RUN_RECORDS_REF:
-                parts = f", {len(params.partition_keys)} partitions" if params.partition_keys else ""
-                log.info(f"{spec.ref}: {spec.mode.value} write to {loc.display_uri} "
-                         f"({'streaming' if w.plan.streaming else 'eager'}{parts})")
+            parts = f", {len(params.partition_keys)} partitions" if params.partition_keys else ""
+            _write_log(spec)(f"{spec.ref}: {spec.mode.value} write to {loc.display_uri} "
+                             f"({'streaming' if w.plan.streaming else 'eager'}{parts})")
             out = merge_table(w) if spec.mode is WriteMode.MERGE else write_table(w)
         return w, out
 
@@ -315,11 +312,7 @@ class DeltaResource(ConfigurableResource):
     def optimize(self, ref: TableRef | str, *, z_order: tuple[str, ...] | list[str] = (),
                  target_size: int | None = None) -> dict[str, Any]:
         """Compact small files (or Z-order by ``z_order`` columns) in one commit; returns delta-rs metrics."""
-        table = self._require(ref)
-        if z_order:
-            _check_columns_exist(table, z_order, str(ref))
-            return dict(table.optimize.z_order(list(z_order), target_size=target_size))
-        return dict(table.optimize.compact(target_size=target_size))
+        return _maintenance.optimize(self._require(ref), str(ref), z_order=z_order, target_size=target_size)
 
     def vacuum(self, ref: TableRef | str, *, retention_hours: int | None = None, dry_run: bool = False) -> list[str]:
         """Delete files no version within ``retention_hours`` (default the guard) still needs.
@@ -327,14 +320,8 @@ class DeltaResource(ConfigurableResource):
         Raises:
             ValueError: when ``retention_hours`` is below ``min_vacuum_retention_hours``.
         """
-        hours = self.min_vacuum_retention_hours if retention_hours is None else retention_hours
-        if hours < self.min_vacuum_retention_hours:
-            raise ValueError(
-                f"vacuum of {ref} with retention {hours}h is below the guard of {self.min_vacuum_retention_hours}h; "
-                "lower min_vacuum_retention_hours on the resource if you really mean it"
-            )
-        table = self._require(ref)
-        return list(table.vacuum(retention_hours=hours, dry_run=dry_run, enforce_retention_duration=False))
+        hours = _maintenance.retention_hours(str(ref), retention_hours, self.min_vacuum_retention_hours)
+        return _maintenance.vacuum(self._require(ref), hours=hours, dry_run=dry_run)
 
     def sweep_orphan_files(self, ref: TableRef | str, *, min_age_hours: float | None = None,
                            dry_run: bool = False) -> list[str]:
@@ -354,20 +341,9 @@ class DeltaResource(ConfigurableResource):
         hours = self.orphan_min_age_hours if min_age_hours is None else min_age_hours
         if hours < 0:
             raise ValueError(f"sweep of {ref}: min_age_hours must be >= 0, got {hours}")
-        loc = self._location(ref)
         if self._open(ref) is None:
             return []
-        files = store_files(loc)
-        orphans = orphan_files(files, min_age=dt.timedelta(hours=hours))
-        if not dry_run:
-            for path in orphans:
-                files.delete(path)
-        if orphans:
-            get_dagster_logger().info(
-                f"{ref}: {'would remove' if dry_run else 'removed'} {len(orphans)} orphaned file(s) older than "
-                f"{hours}h under {loc.display_uri}: {', '.join(orphans[:20])}{' ...' if len(orphans) > 20 else ''}"
-            )
-        return orphans
+        return _maintenance.sweep(self._location(ref), str(ref), hours=hours, dry_run=dry_run)
 
     def _require(self, ref: TableRef | str) -> DeltaTable:
         table = self._open(ref)
@@ -401,9 +377,7 @@ class DeltaResource(ConfigurableResource):
                 f"{len(removed)} files, sweep removed {len(orphans)} orphaned files")
 
 
-def _check_columns_exist(table: DeltaTable, names: tuple[str, ...] | list[str], ref: str) -> None:
-    """Raise SchemaMismatchError when a named column is not in the table."""
-    known = {f.name for f in table.schema().fields}
-    unknown = sorted(set(names) - known)
-    if unknown:
-        raise SchemaMismatchError(ref, [f"column(s) {unknown} do not exist"])
+def _write_log(spec: TargetSpec) -> Callable[[str], None]:
+    """Where a write's start and end lines go: the run's log, except for the audit row appended
+    to ``loom.run_records`` after every write (not news in the run's log)."""
+    return get_dagster_logger().info if spec.ref != RUN_RECORDS_REF else (lambda _msg: None)

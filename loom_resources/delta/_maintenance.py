@@ -1,0 +1,64 @@
+"""Routine maintenance of one Delta table: compaction or Z-order, vacuum within the retention
+guard, and the sweep of orphaned data files (the resource's methods delegate here)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from dagster import get_dagster_logger
+from deltalake import DeltaTable
+
+from loom_resources.delta._location import DeltaLocation
+from loom_resources.delta._sweep import orphan_files, store_files
+from loom_resources.errors import SchemaMismatchError
+
+__all__ = ["optimize", "retention_hours", "sweep", "vacuum"]
+
+
+def optimize(table: DeltaTable, ref: str, *, z_order: tuple[str, ...] | list[str] = (),
+             target_size: int | None = None) -> dict[str, Any]:
+    """Compact small files (or Z-order by ``z_order`` columns) in one commit; returns delta-rs metrics."""
+    if z_order:
+        _check_columns_exist(table, z_order, ref)
+        return dict(table.optimize.z_order(list(z_order), target_size=target_size))
+    return dict(table.optimize.compact(target_size=target_size))
+
+
+def retention_hours(ref: str, requested: int | None, guard: int) -> int:
+    """The vacuum retention: ``requested`` (default ``guard``), refused below ``guard``."""
+    hours = guard if requested is None else requested
+    if hours < guard:
+        raise ValueError(
+            f"vacuum of {ref} with retention {hours}h is below the guard of {guard}h; "
+            "lower min_vacuum_retention_hours on the resource if you really mean it"
+        )
+    return hours
+
+
+def vacuum(table: DeltaTable, *, hours: int, dry_run: bool) -> list[str]:
+    """Delete files no version within ``hours`` still needs (the guard is checked by :func:`retention_hours`)."""
+    return list(table.vacuum(retention_hours=hours, dry_run=dry_run, enforce_retention_duration=False))
+
+
+def sweep(loc: DeltaLocation, ref: str, *, hours: float, dry_run: bool) -> list[str]:
+    """Remove (or with ``dry_run`` list) the table's unreferenced data files older than ``hours`` (>= 0)."""
+    files = store_files(loc)
+    orphans = orphan_files(files, min_age=dt.timedelta(hours=hours))
+    if not dry_run:
+        for path in orphans:
+            files.delete(path)
+    if orphans:
+        get_dagster_logger().info(
+            f"{ref}: {'would remove' if dry_run else 'removed'} {len(orphans)} orphaned file(s) older than "
+            f"{hours}h under {loc.display_uri}: {', '.join(orphans[:20])}{' ...' if len(orphans) > 20 else ''}"
+        )
+    return orphans
+
+
+def _check_columns_exist(table: DeltaTable, names: tuple[str, ...] | list[str], ref: str) -> None:
+    """Raise SchemaMismatchError when a named column is not in the table."""
+    known = {f.name for f in table.schema().fields}
+    unknown = sorted(set(names) - known)
+    if unknown:
+        raise SchemaMismatchError(ref, [f"column(s) {unknown} do not exist"])
