@@ -92,11 +92,13 @@ def assert_unchanged(delta: DeltaResource, ref: str, v: int | None, before: pl.D
         assert content(delta, ref, "id").equals(before)
 
 
-@pytest.fixture
-def delta(tmp_path: Path) -> DeltaResource:
+@pytest.fixture(params=["polars", "delta-rs"])
+def delta(tmp_path: Path, request: pytest.FixtureRequest) -> DeltaResource:
+    """Every test runs with both Parquet writers: Polars' files committed as add actions, and
+    delta-rs' own writer (``DeltaResource.parquet_writer``)."""
     root = tmp_path / "lake"
     root.mkdir()
-    return DeltaResource(root=str(root))
+    return DeltaResource(root=str(root), parquet_writer=request.param)
 
 
 # -- write modes (also run against S3) -----------------------------------------------------------
@@ -585,31 +587,52 @@ def test_replace_partitions_with_two_partition_columns(delta: DeltaResource) -> 
     assert version(delta, ref) == 1
 
 
-def test_commit_conflicts_are_retried_with_a_bound(delta: DeltaResource, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("writer", ["delta-rs", "polars"])
+def test_commit_conflicts_are_retried_with_a_bound(tmp_path: Path, writer: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from deltalake import DeltaTable
     from deltalake.exceptions import CommitFailedError
 
     import loom_resources.delta._commit as dw
 
+    (tmp_path / "lake").mkdir()
+    delta = DeltaResource(root=str(tmp_path / "lake"), parquet_writer=writer)  # type: ignore[arg-type]
     ref, _ = seeded(delta)
-    real = dw.write_deltalake
     calls = {"n": 0}
+    if writer == "delta-rs":
+        real = dw.write_deltalake
 
-    def flaky(*args: Any, **kwargs: Any) -> None:
-        calls["n"] += 1
-        if calls["n"] <= 2:
-            raise CommitFailedError("Transaction failed: a concurrent transaction conflicted")
-        real(*args, **kwargs)
+        def flaky(*args: Any, **kwargs: Any) -> None:
+            calls["n"] += 1
+            if calls["n"] <= 2:
+                raise CommitFailedError("Transaction failed: a concurrent transaction conflicted")
+            real(*args, **kwargs)
 
-    monkeypatch.setattr(dw, "write_deltalake", flaky)
+        monkeypatch.setattr(dw, "write_deltalake", flaky)
+    else:
+        real_txn = DeltaTable.create_write_transaction
+
+        def flaky_txn(self: DeltaTable, *args: Any, **kwargs: Any) -> None:
+            calls["n"] += 1
+            if calls["n"] <= 2:
+                raise CommitFailedError("Transaction failed: a concurrent transaction conflicted")
+            real_txn(self, *args, **kwargs)
+
+        monkeypatch.setattr(DeltaTable, "create_write_transaction", flaky_txn)
     delta.write(frame([9], [D3]), spec(ref, partition_by=("day",)), RunParams())
     assert calls["n"] == 3
     assert content(delta, ref, "id")["id"].to_list() == [1, 2, 3, 4, 9]
 
     calls["n"] = -100  # conflicts forever: gives up after max_commit_retries + 1 attempts
-    bounded = DeltaResource(root=delta.root, storage_options=delta.storage_options, max_commit_retries=2)
+    bounded = DeltaResource(root=delta.root, storage_options=delta.storage_options, max_commit_retries=2,
+                            parquet_writer=writer)  # type: ignore[arg-type]
     with pytest.raises(CommitFailedError):
         bounded.write(frame([10], [D3]), spec(ref, partition_by=("day",)), RunParams())
     assert calls["n"] == -97
+    # the failed write left no data file behind (its files were never committed)
+    root = delta.table_uri(ref)
+    on_disk = {os.path.relpath(f, root) for f in glob.glob(os.path.join(root, "**", "*.parquet"), recursive=True)
+               if "_delta_log" not in f}
+    assert on_disk == {os.path.relpath(u.removeprefix("file://"), root) for u in dtable(delta, ref).file_uris()}
     assert version(delta, ref) == 1
 
 

@@ -56,9 +56,10 @@ def _counts(reader: Any, spec: TargetSpec, days: range) -> dict[str, int]:
     return rows_by_partition(reader, spec, {"": "day"}, run, each)
 
 
-@pytest.fixture
-def delta(tmp_path: Path) -> DeltaResource:
-    return DeltaResource(root=str(tmp_path))
+@pytest.fixture(params=["polars", "delta-rs"])
+def delta(tmp_path: Path, request: pytest.FixtureRequest) -> DeltaResource:
+    """Partition counts come from the log's file statistics, which both Parquet writers record."""
+    return DeltaResource(root=str(tmp_path), parquet_writer=request.param)
 
 
 def test_log_counts_match_a_scan_over_several_commits(delta: DeltaResource) -> None:

@@ -61,9 +61,10 @@ CASES: list[tuple[str, str, list[Any], str]] = [
 ]
 
 
-@pytest.fixture
-def delta(tmp_path: Path) -> DeltaResource:
-    return DeltaResource(root=str(tmp_path))
+@pytest.fixture(params=["polars", "delta-rs"])
+def delta(tmp_path: Path, request: pytest.FixtureRequest) -> DeltaResource:
+    """Both Parquet writers store and read back every type the same way."""
+    return DeltaResource(root=str(tmp_path), parquet_writer=request.param)
 
 
 def _series(declared: t.DataType, values: list[Any]) -> pl.Series:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 import polars as pl
@@ -108,6 +108,14 @@ class DeltaResource(ConfigurableResource):
             "checkpoint: ~29 ms at 98 small commits, ~4 ms after a checkpoint. 0: delta-rs' default."
         ),
     )
+    parquet_writer: Literal["polars", "delta-rs"] = Field(
+        default="polars",
+        description=(
+            "Who encodes the Parquet files of appends, overwrites and one-column partition replaces of local "
+            "tables: 'polars' (on every core; the files are committed as add actions through deltalake's "
+            "transaction API) or 'delta-rs' (its writer, one core). Other writes always use delta-rs' writer."
+        ),
+    )
     audit_columns: bool = Field(
         default=False, description="Add the _loom_* audit columns to every table (OR-ed with each table's own setting)."
     )
@@ -151,7 +159,7 @@ class DeltaResource(ConfigurableResource):
     def _location(self, ref: TableRef | str) -> DeltaLocation:
         uri = self.table_uri(ref)
         return DeltaLocation(uri, display_uri(uri), dict(self.storage_options), self.max_commit_retries,
-                             self.checkpoint_interval)
+                             self.checkpoint_interval, polars_files=self.parquet_writer == "polars")
 
     def _check_writable_root(self) -> None:
         if self._is_remote():

@@ -122,28 +122,34 @@ class BatchSource:
         return df.select(self._exprs)
 
     def data(self) -> pa.RecordBatchReader:
-        """The whole write's data for one commit attempt."""
+        """The whole write's data for one commit attempt, as the Arrow stream delta-rs reads."""
         import pyarrow as pa
+        if not self.streaming:
+            return as_arrow(next(self.frames()), self.schema)
+        return pa.RecordBatchReader.from_batches(
+            self.schema, (b for df in self.frames() for b in as_arrow(df, self.schema)))
+
+    def frames(self) -> Iterator[pl.DataFrame]:
+        """The whole write's data for one commit attempt: validated frames in the storable types
+        (the collected frame once when eager, else the streaming engine's batches)."""
         self.error = None
         if not self.streaming:
             if self._eager is None:
                 df = self.frame.collect() if isinstance(self.frame, pl.LazyFrame) else self.frame
                 self._eager = self.prepare(df)
                 self.rows = df.height
-            return as_arrow(self._eager, self.schema)
+            yield self._eager
+            return
         self.rows = 0
-        return pa.RecordBatchReader.from_batches(self.schema, self._batches())
-
-    def _batches(self) -> Iterator[pa.RecordBatch]:
         log = get_dagster_logger()
         assert isinstance(self.frame, pl.LazyFrame)
         try:
             for i, df in enumerate(self.frame.collect_batches(engine="streaming")):
-                batch = as_arrow(self.prepare(df), self.schema)
+                out = self.prepare(df)
                 self.rows += df.height
                 if i and i % _LOG_EVERY_BATCHES == 0:
                     log.info(f"{self.table}: {self.rows} rows in {i} batches so far")
-                yield from batch
+                yield out
         except BaseException as exc:
             # delta-rs wraps the reader's exception; keep the original to re-raise it
             self.error = exc

@@ -29,19 +29,22 @@ from loom_resources.predicates import Predicate, to_sql
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["commit", "commit_properties", "render", "with_retries"]
+__all__ = ["commit", "commit_properties", "is_conflict", "render", "with_retries"]
 
 
-def commit_properties(loc: DeltaLocation, app_id: str | None, *, internal_retries: bool = True) -> CommitProperties:
+def commit_properties(loc: DeltaLocation, app_id: str | None, *, internal_retries: bool = True,
+                      predicate: str | None = None) -> CommitProperties:
     """Commit properties recording the write's app transaction (for idempotent retries).
 
     ``internal_retries=False``: delta-rs does not move the commit to a later version itself (a
     table creation must: delta-rs would otherwise commit a losing creation as version 1, without
-    a conflict check, measured with deltalake 1.6).
+    a conflict check, measured with deltalake 1.6). ``predicate``: the rows an overwrite replaced,
+    recorded in the history's ``operationParameters`` as ``write_deltalake`` records its own.
     """
     txns = [Transaction(app_id, 1)] if app_id else None
     retries = loc.max_commit_retries if internal_retries else 0
-    return CommitProperties(app_transactions=txns, max_commit_retries=retries)
+    meta = {"operationParameters": {"predicate": predicate}} if predicate else None
+    return CommitProperties(app_transactions=txns, max_commit_retries=retries, custom_metadata=meta)
 
 
 def commit(
@@ -82,7 +85,8 @@ def commit(
         write_deltalake(target, data, mode="append", **common)
 
 
-def _is_conflict(exc: BaseException) -> bool:
+def is_conflict(exc: BaseException) -> bool:
+    """Whether ``exc`` says another writer committed first (nothing of this attempt was committed)."""
     if isinstance(exc, CommitFailedError):
         return True
     text = str(exc).lower()
@@ -98,7 +102,7 @@ def with_retries(ref: TableRef, loc: DeltaLocation, attempt: Callable[[], Any], 
         except Exception as exc:
             if source is not None and source.error is not None:
                 raise source.error from None
-            if not _is_conflict(exc) or n == loc.max_commit_retries:
+            if not is_conflict(exc) or n == loc.max_commit_retries:
                 raise
             log.warning(f"{ref}: commit conflict ({exc}); retrying ({n + 1}/{loc.max_commit_retries})")
             time.sleep(min(0.05 * 2**n, 2.0))

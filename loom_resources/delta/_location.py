@@ -31,6 +31,9 @@ class DeltaLocation:
     max_commit_retries: int
     #: ``delta.checkpointInterval`` of a table this location creates (0: delta-rs' default, 100).
     checkpoint_interval: int = 0
+    #: Appends, overwrites and partition replaces write their Parquet files with Polars
+    #: (``loom_resources.delta._files``) when the write allows it.
+    polars_files: bool = False
 
     def open(self) -> DeltaTable | None:
         """The table at its latest version, or ``None`` when there is none.

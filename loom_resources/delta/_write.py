@@ -19,6 +19,7 @@ from deltalake import DeltaTable
 from loom_resources.conform import conform, frame_partitions, with_audit_columns
 from loom_resources.delta._batches import BatchSource, batch_schema, whole_microseconds_check
 from loom_resources.delta._commit import commit, render, with_retries
+from loom_resources.delta._files import ParquetFiles, replace_filter, supported
 from loom_resources.delta._location import DeltaLocation
 from loom_resources.delta._types import schema_from_delta, storable, storable_columns
 from loom_resources.dtypes import Schema
@@ -190,18 +191,32 @@ def write_table(w: DeltaWrite) -> Outcome:
     source = w.source()
     guard = plan.app_id if spec.mode is WriteMode.APPEND else None
     snapshot = w.snapshots()
+    stored_types = storable_columns(w.columns)
+    files = ParquetFiles(w.loc, source, stored_types, spec.partition_by, w.schema)
 
     def attempt() -> bool:
         table = snapshot()
         if guard and table is not None and table.transaction_version(guard) is not None:
             return False  # this logical write already committed
         mode, predicate = _commit_mode(w, out.partitions, creating=table is None)
+        if supported(w.loc, table, stored_types, spec.partition_by, mode=mode, predicate=predicate,
+                     partitions=out.partitions, schema_mode=schema_mode):
+            replace = replace_filter(spec.partition_by, out.partitions) if predicate is not None else None
+            files.commit(table, mode=mode, replace=replace, app_id=plan.app_id, predicate=predicate)
+            out.table = None  # delta-rs does not move the object to the new version here
+            return True
+        files.discard()  # a retry may find a table the files cannot go to
         w.commit(source.data(), mode=mode, predicate=predicate, schema_mode=schema_mode, snapshot=table,
                  create=table is None)
         out.table = table
         return True
 
-    if not with_retries(spec.ref, w.loc, attempt, source):
+    try:
+        committed = with_retries(spec.ref, w.loc, attempt, source)
+    finally:
+        if not files.committed:
+            files.discard()
+    if not committed:
         out.skipped = True
         return out
     out.rows = source.rows
