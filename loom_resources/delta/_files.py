@@ -23,6 +23,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -228,12 +229,12 @@ class ParquetFiles:
     def _write(self, df: pl.DataFrame) -> list[AddAction]:
         from deltalake.transaction import AddAction
 
-        root = _root(self.loc)
         if self.partition_by:
             groups: Any = df.partition_by(list(self.partition_by), as_dict=True, include_key=False, maintain_order=True).items()
         else:
             groups = [((), df)]
-        adds = []
+        root = _root(self.loc)
+        jobs = []
         for key, part in groups:
             values = {c: partition_value(v) for c, v in zip(self.partition_by, key, strict=True)}
             rel = "".join(f"{_dir_name(c, values[c])}/" for c in self.partition_by)
@@ -241,11 +242,20 @@ class ParquetFiles:
             path = os.path.join(root, rel)
             os.makedirs(os.path.dirname(path), exist_ok=True)
             self._written.append(path)
+            jobs.append((rel, path, values, part))
+
+        def one(job: tuple[str, str, dict[str, str | None], pl.DataFrame]) -> AddAction:
+            rel, path, values, part = job
             part.write_parquet(path, compression="snappy")
             # the path as on disk: delta-rs escapes it for the log
-            adds.append(AddAction(rel, os.path.getsize(path), values, int(time.time() * 1000), True,
-                                  file_stats(part, self.types)))
-        return adds
+            return AddAction(rel, os.path.getsize(path), values, int(time.time() * 1000), True,
+                             file_stats(part, self.types))
+
+        if len(jobs) == 1:
+            return [one(jobs[0])]
+        # many small files (one per partition): Polars releases the GIL while it encodes
+        with ThreadPoolExecutor(max_workers=min(len(jobs), os.cpu_count() or 1)) as pool:
+            return list(pool.map(one, jobs))
 
     def discard(self) -> None:
         """Delete the files written so far (nothing committed them)."""
