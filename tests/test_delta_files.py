@@ -160,8 +160,8 @@ def test_supported_writes(tmp_path: Path, delta: DeltaResource) -> None:
     two = [{"day": dt.date(2024, 1, 1), "name": "a"}]
     assert not ok(plain, mode="overwrite", predicate="...", partitions=two, partition_by=("day", "name"))
     assert not ok(None, partition_by=("score",))  # float partitions keep delta-rs' writer
-    remote = loc.__class__("s3://bucket/t", "s3://bucket/t", {}, 3, polars_files=True)
-    assert not ok(None, loc=remote)
+    for uri in ("s3://bucket/t", f"file://{loc.uri}"):
+        assert not ok(None, loc=loc.__class__(uri, uri, {}, 3, polars_files=True))
     off = DeltaResource(root=str(tmp_path), parquet_writer="delta-rs")._location(spec.ref)
     assert not ok(None, loc=off)
 
@@ -248,3 +248,15 @@ def test_a_table_with_column_invariants_keeps_delta_rs_writer(tmp_path: Path) ->
     assert "delta.invariants" in (table.schema().fields[0].metadata or {})
     assert not files.supported(loc, table, COLUMNS[:1], (), mode="append", predicate=None, partitions=(),
                                schema_mode=None)
+
+
+def test_long_strings_give_a_prefix_as_minimum_and_no_maximum(delta: DeltaResource) -> None:
+    spec = _spec("long")
+    long_a, long_b = "a" * 100 + "z", "b" * 200
+    delta.write(_frame([1, 2, 3]).with_columns(pl.Series("name", [long_a, long_b, None])), spec, RunParams())
+    uri = delta.table_uri(spec.ref)
+    row = pl.DataFrame(DeltaTable(uri).get_add_actions(flatten=True)).row(0, named=True)
+    assert row["min.name"] == "a" * 32 and row["max.name"] is None
+    # the bounds still let readers find every value
+    for value, i in ((long_a, 1), (long_b, 2)):
+        assert pl.scan_delta(uri).filter(pl.col("name") == value).collect()["id"].to_list() == [i]

@@ -60,11 +60,7 @@ _PLAIN_FEATURES = {"timestampNtz", "invariants"}
 
 
 def _is_local(loc: DeltaLocation) -> bool:
-    return "://" not in loc.uri or loc.uri.startswith("file://")
-
-
-def _root(loc: DeltaLocation) -> str:
-    return loc.uri[len("file://"):] if loc.uri.startswith("file://") else loc.uri
+    return "://" not in loc.uri  # a plain path (URIs, file:// included, keep delta-rs' writer)
 
 
 def _plain_table(table: DeltaTable) -> bool:
@@ -135,8 +131,14 @@ def _dir_name(column: str, value: str | None) -> str:
     return f"{column}={quote(value, safe='')}"
 
 
+_STRING_STATS = 32  # characters of a string statistic, as delta-rs keeps them
+
+
 def _json_value(value: Any, *, up: bool) -> Any:
-    """A min (``up=False``) or max statistic in the log's JSON form."""
+    """A min (``up=False``) or max statistic in the log's JSON form (``None``: no valid bound)."""
+    if isinstance(value, str) and len(value) > _STRING_STATS:
+        # a prefix is a valid lower bound, not an upper one: long maxima are left out
+        return None if up else value[:_STRING_STATS]
     if isinstance(value, dt.datetime):
         ms = value.replace(microsecond=value.microsecond // 1000 * 1000)
         if up and ms != value:
@@ -161,8 +163,12 @@ def file_stats(df: pl.DataFrame, types: dict[str, DataType]) -> str:
     stats: dict[str, Any] = {"numRecords": df.height, "nullCount": {c: row[f"n{i}"] for i, c in enumerate(flat)}}
     lows = {c: _json_value(row[f"a{i}"], up=False) for i, c in enumerate(minmax) if row[f"a{i}"] is not None}
     highs = {c: _json_value(row[f"z{i}"], up=True) for i, c in enumerate(minmax) if row[f"z{i}"] is not None}
+    lows = {c: v for c, v in lows.items() if v is not None}
+    highs = {c: v for c, v in highs.items() if v is not None}
     if lows:
-        stats["minValues"], stats["maxValues"] = lows, highs
+        stats["minValues"] = lows
+    if highs:
+        stats["maxValues"] = highs
     return json.dumps(stats)
 
 
@@ -233,7 +239,7 @@ class ParquetFiles:
             groups: Any = df.partition_by(list(self.partition_by), as_dict=True, include_key=False, maintain_order=True).items()
         else:
             groups = [((), df)]
-        root = _root(self.loc)
+        root = self.loc.uri
         jobs = []
         for key, part in groups:
             values = {c: partition_value(v) for c, v in zip(self.partition_by, key, strict=True)}
