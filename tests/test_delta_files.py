@@ -130,9 +130,9 @@ def test_a_batch_failing_validation_leaves_no_commit_and_no_file(delta: DeltaRes
     assert pl.read_delta(uri)["id"].sort().to_list() == [1, 2]
 
 
-def _plain(tmp_path: Path, name: str, **config: str) -> tuple[DeltaTable, str]:
+def _plain(tmp_path: Path, name: str, partition_by: list[str] | None = None, **config: str) -> tuple[DeltaTable, str]:
     uri = str(tmp_path / name)
-    write_deltalake(uri, _frame([1]).to_arrow(), configuration=config or None)
+    write_deltalake(uri, _frame([1]).to_arrow(), configuration=config or None, partition_by=partition_by)
     return DeltaTable(uri), uri
 
 
@@ -141,6 +141,7 @@ def test_supported_writes(tmp_path: Path, delta: DeltaResource) -> None:
     loc = delta._location(spec.ref)
     cols = COLUMNS
     plain, _ = _plain(tmp_path, "plain")
+    by_day, _ = _plain(tmp_path, "by_day", partition_by=["day"])
     cdf, _ = _plain(tmp_path, "cdf", **{"delta.enableChangeDataFeed": "true"})
     checked, _ = _plain(tmp_path, "checked")
     checked.alter.add_constraint({"id_positive": "id > 0"})
@@ -153,13 +154,17 @@ def test_supported_writes(tmp_path: Path, delta: DeltaResource) -> None:
         return files.supported(args.pop("loc", loc), table, cols, part, **args)
 
     assert ok(None) and ok(plain) and ok(plain, mode="overwrite")
-    assert ok(plain, mode="overwrite", predicate="day IN ('2024-01-01')", partitions=day, partition_by=("day",))
+    assert ok(by_day, mode="overwrite", predicate="day IN ('2024-01-01')", partitions=day, partition_by=("day",))
     assert not ok(cdf) and not ok(checked)
     assert not ok(plain, schema_mode="merge")
     assert not ok(plain, mode="overwrite", predicate="id > 3")  # replace_where
     two = [{"day": dt.date(2024, 1, 1), "name": "a"}]
-    assert not ok(plain, mode="overwrite", predicate="...", partitions=two, partition_by=("day", "name"))
+    assert not ok(by_day, mode="overwrite", predicate="...", partitions=two, partition_by=("day", "name"))
+    assert files.replace_filter(("day",), day) == [("day", "in", ["2024-01-01"])]
+    assert files.replace_filter(("day", "name"), two) is None  # a conjunction would over-replace
+    assert files.replace_filter(("day",), [{"day": None}]) is None
     assert not ok(None, partition_by=("score",))  # float partitions keep delta-rs' writer
+    assert not ok(plain, partition_by=("day",))  # the stored table is not partitioned by day
     for uri in ("s3://bucket/t", f"file://{loc.uri}"):
         assert not ok(None, loc=loc.__class__(uri, uri, {}, 3, polars_files=True))
     off = DeltaResource(root=str(tmp_path), parquet_writer="delta-rs")._location(spec.ref)

@@ -94,8 +94,8 @@ def supported(loc: DeltaLocation, table: DeltaTable | None, columns: Schema, par
         return False
     if table is None:
         return True
-    if not _plain_table(table):
-        return False
+    if not _plain_table(table) or list(table.metadata().partition_columns) != list(partition_by):
+        return False  # a table partitioned otherwise than declared: delta-rs' writer follows the table
     if predicate is None:
         return mode in ("append", "overwrite")
     return replace_filter(partition_by, partitions) is not None
