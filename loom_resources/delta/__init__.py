@@ -5,7 +5,8 @@ Implements :class:`~loom_resources.contracts.TableDiscovery`, ``SourceReader``,
 The resource holds the configuration and the contract methods; the package's modules do the
 work: ``_location`` (where a table lives), ``_types`` (type mapping), ``_read`` (scans),
 ``_write`` (executing a :class:`~loom_resources.plan.WritePlan`), ``_batches`` and ``_commit``
-(validated Arrow data, one commit with bounded retries), ``_merge`` and ``_history`` (SCD2),
+(validated Arrow data, one commit with bounded retries), ``_files`` (Parquet encoded by Polars,
+committed as add actions), ``_merge`` and ``_history`` (SCD2),
 ``_maintenance`` (compaction, vacuum guard, orphan sweep).
 """
 

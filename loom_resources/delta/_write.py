@@ -1,8 +1,10 @@
 """How :class:`~loom_resources.delta.DeltaResource` executes a write plan: conform the frame to
 the stored table, then append, overwrite or replace (partitions or a predicate) in one commit.
 
-Every mode ends in exactly one Delta commit (``write_deltalake`` with an overwrite predicate for
-partition and predicate replaces), so a failed write leaves the table at its previous version.
+Every mode ends in exactly one Delta commit, so a failed write leaves the table at its previous
+version: files written by Polars and committed as add actions (``_files``: appends, overwrites,
+one-column partition replaces), else ``write_deltalake`` with an overwrite predicate for
+partition and predicate replaces.
 The replace condition comes rendered from the plan's :class:`~loom_resources.predicates.Predicate`.
 """
 
