@@ -77,8 +77,7 @@ def commit(
         commit_properties=commit_properties(loc, app_id, internal_retries=not create),
     )
     if create:
-        config = {"delta.checkpointInterval": str(loc.checkpoint_interval)} if loc.checkpoint_interval else None
-        write_deltalake(target, data, mode="error", configuration=config, **common)
+        write_deltalake(target, data, mode="error", configuration=loc.creation_config(), **common)
     elif mode == "overwrite":
         write_deltalake(target, data, mode="overwrite", predicate=predicate, **common)
     else:

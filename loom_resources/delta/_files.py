@@ -135,7 +135,8 @@ _STRING_STATS = 32  # characters of a string statistic, as delta-rs keeps them
 
 
 def _json_value(value: Any, *, up: bool) -> Any:
-    """A min (``up=False``) or max statistic in the log's JSON form (``None``: no valid bound)."""
+    """A min (``up=False``) or max statistic in the log's JSON form (``None``: no valid bound,
+    all values null included)."""
     if isinstance(value, str) and len(value) > _STRING_STATS:
         # a prefix is a valid lower bound, not an upper one: long maxima are left out
         return None if up else value[:_STRING_STATS]
@@ -161,10 +162,8 @@ def file_stats(df: pl.DataFrame, types: dict[str, DataType]) -> str:
     exprs += [pl.col(c).max().alias(f"z{i}") for i, c in enumerate(minmax)]
     row = df.select(exprs).row(0, named=True) if exprs else {}
     stats: dict[str, Any] = {"numRecords": df.height, "nullCount": {c: row[f"n{i}"] for i, c in enumerate(flat)}}
-    lows = {c: _json_value(row[f"a{i}"], up=False) for i, c in enumerate(minmax) if row[f"a{i}"] is not None}
-    highs = {c: _json_value(row[f"z{i}"], up=True) for i, c in enumerate(minmax) if row[f"z{i}"] is not None}
-    lows = {c: v for c, v in lows.items() if v is not None}
-    highs = {c: v for c, v in highs.items() if v is not None}
+    lows = {c: v for i, c in enumerate(minmax) if (v := _json_value(row[f"a{i}"], up=False)) is not None}
+    highs = {c: v for i, c in enumerate(minmax) if (v := _json_value(row[f"z{i}"], up=True)) is not None}
     if lows:
         stats["minValues"] = lows
     if highs:
@@ -284,10 +283,9 @@ class ParquetFiles:
         adds = self.actions()
         try:
             if table is None:
-                config = {"delta.checkpointInterval": str(self.loc.checkpoint_interval)} if self.loc.checkpoint_interval else None
                 create_table_with_add_actions(
                     self.loc.uri, Schema.from_arrow(self.schema), adds, mode="error",
-                    partition_by=list(self.partition_by) or None, configuration=config,
+                    partition_by=list(self.partition_by) or None, configuration=self.loc.creation_config(),
                     storage_options=self.loc.storage_options or None,
                     commit_properties=commit_properties(self.loc, app_id, internal_retries=False),
                 )

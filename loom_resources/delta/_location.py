@@ -35,6 +35,10 @@ class DeltaLocation:
     #: (``loom_resources.delta._files``) when the write allows it.
     polars_files: bool = False
 
+    def creation_config(self) -> dict[str, str | None] | None:
+        """The table properties of a table this location creates (``None``: delta-rs' defaults)."""
+        return {"delta.checkpointInterval": str(self.checkpoint_interval)} if self.checkpoint_interval else None
+
     def open(self) -> DeltaTable | None:
         """The table at its latest version, or ``None`` when there is none.
 
