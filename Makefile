@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export LOOM_HOME ?= $(CURDIR)/.loom
 export DAGSTER_HOME ?= $(LOOM_HOME)/dagster
 
-.PHONY: demo test lint typecheck ui bench bench-quick bench-overhead bench-billion bench-official-venv clean setup instance
+.PHONY: demo test lint typecheck ui bench bench-quick bench-overhead bench-billion bench-official-venv clean setup instance bytecode
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (Python 3.11) on PATH"; exit 1; }
@@ -19,8 +19,14 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 setup: $(STAMP)
 
+# Byte-compile our packages: pip compiles what it installs, but an editable install leaves ours to
+# be compiled on first import, and where PYTHONDONTWRITEBYTECODE is set (this machine) on every
+# start of every process (~0.1 s of each code-location load). Stale files are recompiled by Python.
+bytecode: $(STAMP)
+	@$(BIN)/python -m compileall -q loom_resources loom_assets bench >/dev/null
+
 # the Dagster instance every entry point shares: $(DAGSTER_HOME) with its dagster.yaml (pool limits)
-instance: $(STAMP)
+instance: bytecode
 	@$(BIN)/python -m loom_assets.settings
 
 demo: instance
@@ -54,20 +60,20 @@ $(OFFICIAL_STAMP):
 bench-official-venv: $(OFFICIAL_STAMP)
 
 # full benchmark (3 interleaved rounds): writes bench/RESULTS.md, bench/results.png, bench/results/run_all.json
-bench: $(STAMP) $(OFFICIAL_STAMP)
+bench: bytecode $(OFFICIAL_STAMP)
 	$(BIN)/python -m bench.run_all --official-python $(OFFICIAL_VENV)/bin/python
 
 # 1/10 sizes, one round, no `make demo` case; about 2 minutes once the venvs exist; writes under bench/results/quick/
-bench-quick: $(STAMP) $(OFFICIAL_STAMP)
+bench-quick: bytecode $(OFFICIAL_STAMP)
 	$(BIN)/python -m bench.run_all --quick --official-python $(OFFICIAL_VENV)/bin/python
 
 # asset-level overhead against the official IO manager and the raw libraries, 200M-row copy included
 # (about 15 minutes): writes bench/results/overhead.md and overhead.json
-bench-overhead: $(STAMP) $(OFFICIAL_STAMP)
+bench-overhead: bytecode $(OFFICIAL_STAMP)
 	$(BIN)/python -m bench.overhead --official-python $(OFFICIAL_VENV)/bin/python
 
 # one billion rows ClickHouse -> Delta through one materialization (long; not part of `make bench`)
-bench-billion: $(STAMP)
+bench-billion: bytecode
 	$(BIN)/python -m bench.billion
 
 clean:
