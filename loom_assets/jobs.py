@@ -66,7 +66,10 @@ def build_jobs(
     if partitioned:
         pdef = partitioned[0].partitions
         keys = [t.asset_key for t in partitioned if t.partitions == pdef]
-        daily = dg.define_asset_job("loom_daily", selection=dg.AssetSelection.assets(*keys))
+        # partitions_def given: the schedule then needs no resolved job (without it, every load of
+        # the code location, each run's worker included, resolved this job of every partitioned
+        # table and its checks to find the partitions: ~0.1 s at 200 tables)
+        daily = dg.define_asset_job("loom_daily", selection=dg.AssetSelection.assets(*keys), partitions_def=pdef)
         jobs.append(daily)
         schedules.append(dg.build_schedule_from_partitioned_job(daily))  # type: ignore[arg-type]
     jobs_, schedules_ = _check_job(tables)
