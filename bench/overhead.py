@@ -29,7 +29,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench.run_all import BENCH, Case, Run, Runner, _product_versions, machine, summarize
+from bench.page import summarize
+from bench.run_all import BENCH, Case, Run, Runner, _product_versions, machine
 
 GROUPS = ("eager Delta", "streaming Delta", "30-partition replace", "ClickHouse write", "load 200 tables", "ClickHouse -> Delta")
 
