@@ -19,10 +19,8 @@ from typing import Any
 
 from bench.bench_spool import du_bytes
 from bench.cases import (
-    BARE_TEMPLATE,
     CH_LIBS,
     DELTA_LIBS,
-    LOOM_TEMPLATE,
     Loom,
     _columns,
     _copy_tables,
@@ -30,6 +28,7 @@ from bench.cases import (
     _delta_table,
     _preload,
 )
+from bench.cases_load import BARE_TEMPLATE, LOOM_TEMPLATE
 from bench.workload import BASE_DAY, DAYS, child_main, eager_frame, run_outcome
 
 
