@@ -95,7 +95,7 @@ def s3_endpoint() -> Iterator[str]:
         proc.wait(timeout=10)
 
 
-def s3_delta_resource(endpoint: str, prefix: str = "lake") -> DeltaResource:
+def s3_delta_resource(endpoint: str, prefix: str = "lake", parquet_writer: str = "polars") -> DeltaResource:
     """A DeltaResource rooted in a fresh bucket of the moto server at ``endpoint``."""
     import boto3
 
@@ -109,6 +109,7 @@ def s3_delta_resource(endpoint: str, prefix: str = "lake") -> DeltaResource:
     return DeltaResource(
         root=f"s3://{bucket}/loom",
         storage_options={**_S3_CREDS, "AWS_ENDPOINT_URL": endpoint, "AWS_ALLOW_HTTP": "true", "conditional_put": "etag"},
+        parquet_writer=parquet_writer,  # type: ignore[arg-type]
     )
 
 

@@ -20,7 +20,7 @@ import loom_resources.delta._files as files
 from loom_resources import RunParams
 from loom_resources.delta import DeltaResource
 from loom_resources.dtypes import ColumnSchema
-from loom_resources.errors import DataValidationError
+from loom_resources.errors import DataValidationError, StoreFullError
 from loom_resources.model import Backend, SchemaMode, TableRef, TargetSpec, WriteMode
 
 COLUMNS = (ColumnSchema("id", "int64", False), ColumnSchema("day", "date", False), ColumnSchema("name", "string"),
@@ -122,9 +122,10 @@ def test_a_batch_failing_validation_leaves_no_commit_and_no_file(delta: DeltaRes
     delta.write(_frame([1, 2]), spec, RunParams())
     uri = delta.table_uri(spec.ref)
     before = _data_files(uri)
-    bad = pl.concat([_frame(list(range(10, 500))), _frame([999]).with_columns(pl.lit(None, pl.Int64).alias("id"))])
+    # a lazy concatenation streams in several batches: files are written before the bad one
+    bad = pl.concat([_frame(list(range(10, 500))).lazy(), _frame([999]).with_columns(pl.lit(None, pl.Int64).alias("id")).lazy()])
     with pytest.raises(DataValidationError, match="id"):
-        delta.write(bad.lazy(), spec, RunParams(), streaming=True)
+        delta.write(bad, spec, RunParams(), streaming=True)
     assert DeltaTable(uri).version() == 0
     assert _data_files(uri) == before
     assert pl.read_delta(uri)["id"].sort().to_list() == [1, 2]
@@ -165,7 +166,9 @@ def test_supported_writes(tmp_path: Path, delta: DeltaResource) -> None:
     assert files.replace_filter(("day",), [{"day": None}]) is None
     assert not ok(None, partition_by=("score",))  # float partitions keep delta-rs' writer
     assert not ok(plain, partition_by=("day",))  # the stored table is not partitioned by day
-    for uri in ("s3://bucket/t", f"file://{loc.uri}"):
+    for uri in ("s3://bucket/t", "gs://bucket/t", "az://container/t"):  # object stores: through delta-rs' store
+        assert ok(None, loc=loc.__class__(uri, uri, {}, 3, polars_files=True))
+    for uri in (f"file://{loc.uri}", "memory:///t"):
         assert not ok(None, loc=loc.__class__(uri, uri, {}, 3, polars_files=True))
     off = DeltaResource(root=str(tmp_path), parquet_writer="delta-rs")._location(spec.ref)
     assert not ok(None, loc=off)
@@ -265,3 +268,27 @@ def test_long_strings_give_a_prefix_as_minimum_and_no_maximum(delta: DeltaResour
     # the bounds still let readers find every value
     for value, i in ((long_a, 1), (long_b, 2)):
         assert pl.scan_delta(uri).filter(pl.col("name") == value).collect()["id"].to_list() == [i]
+
+
+def test_a_file_that_cannot_be_written_fails_the_write_with_its_own_error(delta: DeltaResource,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(files, "TARGET_FILE_BYTES", 2_000)
+    spec = _spec("full")
+    delta.write(_frame([1, 2]), spec, RunParams())
+    uri = delta.table_uri(spec.ref)
+    before = _data_files(uri)
+    real, calls = files.ParquetFiles._put, []
+
+    def disk_full(self: files.ParquetFiles, rel: str, df: pl.DataFrame) -> int:
+        calls.append(rel)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+        return real(self, rel, df)
+
+    monkeypatch.setattr(files.ParquetFiles, "_put", disk_full)
+    lazy = pl.concat([_frame(list(range(i, i + 100))).lazy() for i in range(10, 1010, 100)])
+    # the file's error, named for the table (not the streaming reader's GeneratorExit)
+    with pytest.raises(StoreFullError, match="s.full.*No space left"):
+        delta.write(lazy, spec, RunParams(), streaming=True)
+    assert DeltaTable(uri).version() == 0
+    assert _data_files(uri) == before

@@ -112,9 +112,10 @@ class DeltaResource(ConfigurableResource):
     parquet_writer: Literal["polars", "delta-rs"] = Field(
         default="polars",
         description=(
-            "Who encodes the Parquet files of appends, overwrites and one-column partition replaces of local "
-            "tables: 'polars' (on every core; the files are committed as add actions through deltalake's "
-            "transaction API) or 'delta-rs' (its writer, one core). Other writes always use delta-rs' writer."
+            "Who encodes the Parquet files of appends, overwrites and one-column partition replaces (local "
+            "or object-store tables): 'polars' (on every core; the files are committed as add actions through "
+            "deltalake's transaction API) or 'delta-rs' (its writer, one core). Other writes always use "
+            "delta-rs' writer."
         ),
     )
     audit_columns: bool = Field(

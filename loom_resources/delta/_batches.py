@@ -150,6 +150,8 @@ class BatchSource:
                 if i and i % _LOG_EVERY_BATCHES == 0:
                     log.info(f"{self.table}: {self.rows} rows in {i} batches so far")
                 yield out
+        except GeneratorExit:
+            raise  # the consumer stopped (its own error is the one to report), not a reader failure
         except BaseException as exc:
             # delta-rs wraps the reader's exception; keep the original to re-raise it
             self.error = exc

@@ -9,23 +9,26 @@ transaction API (``create_table_with_add_actions``, ``DeltaTable.create_write_tr
 still one commit carrying the write's app transaction, still delta-rs' conflict checks.
 
 Only writes this module fully covers take this path (:func:`supported`): appends, whole-table
-overwrites and replaces of partitions of one partition column, on local tables without Delta
-features that delta-rs' writer must maintain (change data feed, constraints, generated columns,
-column mapping, deletion vectors) and without schema evolution. Everything else keeps
-``write_deltalake``.
+overwrites and replaces of partitions of one partition column, on local tables or object stores
+(S3, GCS, Azure: the files are stored by delta-rs' own object store with the table's storage
+options, each uploaded in the background while the next is encoded), without Delta features that
+delta-rs' writer must maintain (change data feed, constraints, generated columns, column mapping,
+deletion vectors) and without schema evolution. Everything else keeps ``write_deltalake``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import os
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import polars as pl
 
@@ -33,6 +36,7 @@ from loom_resources import dtypes as t
 from loom_resources.delta._batches import BatchSource
 from loom_resources.delta._commit import commit_properties, is_conflict
 from loom_resources.delta._location import DeltaLocation
+from loom_resources.delta._sweep import StoreFiles
 from loom_resources.dtypes import DataType, Schema
 from loom_resources.partitions import PartitionValues
 
@@ -57,10 +61,18 @@ _PARTITION_TYPES = (t.Int8, t.Int16, t.Int32, t.Int64, t.String, t.Date, t.Boole
 _MINMAX_TYPES = (t.Int8, t.Int16, t.Int32, t.Int64, t.Date, t.String, t.Datetime)
 # Writer features delta-rs' transaction API handles the same way as its writer.
 _PLAIN_FEATURES = {"timestampNtz", "invariants"}
+# Files of an object-store write stored in the background while the next one is encoded.
+_UPLOADS_IN_FLIGHT = 2
 
 
-def _is_local(loc: DeltaLocation) -> bool:
-    return "://" not in loc.uri  # a plain path (URIs, file:// included, keep delta-rs' writer)
+# Object stores whose files go through delta-rs' own object store (``StoreFiles``), configured by
+# the same storage options as the commit. ``file://`` and ``memory://`` URIs keep delta-rs' writer.
+_OBJECT_STORES = ("s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "azure", "r2")
+
+
+def _writable(loc: DeltaLocation) -> bool:
+    """A local table (plain path) or one on an object store this module can put files into."""
+    return "://" not in loc.uri or urlsplit(loc.uri).scheme.lower() in _OBJECT_STORES
 
 
 def _plain_table(table: DeltaTable) -> bool:
@@ -87,7 +99,7 @@ def supported(loc: DeltaLocation, table: DeltaTable | None, columns: Schema, par
         mode / predicate: What ``write_deltalake`` would be called with.
         partitions: The partitions a replace covers (its predicate is their ``IN`` list).
     """
-    if not loc.polars_files or not _is_local(loc) or schema_mode is not None:
+    if not loc.polars_files or not _writable(loc) or schema_mode is not None:
         return False
     types = {c.name: c.dtype for c in columns}
     if any(not isinstance(types.get(c), _PARTITION_TYPES) for c in partition_by):
@@ -216,7 +228,13 @@ class ParquetFiles:
         #: A commit attempt failed other than by losing a race: it may have committed, so the
         #: files stay for the orphan sweep (which deletes only files no version references).
         self.uncertain = False
-        self._written: list[str] = []
+        self._written: list[str] = []  # relative paths
+        #: Where the files go: ``None`` for a local table (written in place), else the object store.
+        self.store = StoreFiles(loc) if "://" in loc.uri else None
+        self._uploads: list[Future[None]] = []
+        self._uploader: ThreadPoolExecutor | None = None
+        self._slots = threading.BoundedSemaphore(_UPLOADS_IN_FLIGHT)
+        self._lock = threading.Lock()
 
     def actions(self) -> list[AddAction]:
         """Write the files (once) and return their add actions."""
@@ -225,7 +243,9 @@ class ParquetFiles:
             try:
                 for chunk in _chunks(self.source.frames(), self.target_bytes):
                     adds += self._write(chunk)
+                self._finish_uploads()
             except BaseException:
+                self._finish_uploads(quiet=True)
                 self.discard()
                 raise
             self.adds = adds
@@ -238,23 +258,19 @@ class ParquetFiles:
             groups: Any = df.partition_by(list(self.partition_by), as_dict=True, include_key=False, maintain_order=True).items()
         else:
             groups = [((), df)]
-        root = self.loc.uri
         jobs = []
         for key, part in groups:
             values = {c: partition_value(v) for c, v in zip(self.partition_by, key, strict=True)}
             rel = "".join(f"{_dir_name(c, values[c])}/" for c in self.partition_by)
             rel += f"part-00000-{uuid.uuid4()}-c000.snappy.parquet"
-            path = os.path.join(root, rel)
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            self._written.append(path)
-            jobs.append((rel, path, values, part))
+            self._written.append(rel)
+            jobs.append((rel, values, part))
 
-        def one(job: tuple[str, str, dict[str, str | None], pl.DataFrame]) -> AddAction:
-            rel, path, values, part = job
-            part.write_parquet(path, compression="snappy")
-            # the path as on disk: delta-rs escapes it for the log
-            return AddAction(rel, os.path.getsize(path), values, int(time.time() * 1000), True,
-                             file_stats(part, self.types))
+        def one(job: tuple[str, dict[str, str | None], pl.DataFrame]) -> AddAction:
+            rel, values, part = job
+            size = self._put(rel, part)
+            # the path as stored: delta-rs escapes it for the log
+            return AddAction(rel, size, values, int(time.time() * 1000), True, file_stats(part, self.types))
 
         if len(jobs) == 1:
             return [one(jobs[0])]
@@ -262,15 +278,63 @@ class ParquetFiles:
         with ThreadPoolExecutor(max_workers=min(len(jobs), os.cpu_count() or 1)) as pool:
             return list(pool.map(one, jobs))
 
+    def _put(self, rel: str, df: pl.DataFrame) -> int:
+        """Encode ``df`` as the Parquet file ``rel`` of the table; returns its size in bytes."""
+        if self.store is None:
+            path = os.path.join(self.loc.uri, rel)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            df.write_parquet(path, compression="snappy")
+            return os.path.getsize(path)
+        # object stores: encoded in memory (one file, ~20-40 MiB) and stored by delta-rs' object
+        # store in the background while the next file is encoded (at most _UPLOADS_IN_FLIGHT wait)
+        buf = io.BytesIO()
+        df.write_parquet(buf, compression="snappy")
+        data = buf.getvalue()
+        self._slots.acquire()
+        with self._lock:
+            failed = next((f for f in self._uploads if f.done() and f.exception() is not None), None)
+            if failed is not None:  # stop encoding once an upload failed
+                self._slots.release()
+                failed.result()
+            if self._uploader is None:
+                self._uploader = ThreadPoolExecutor(_UPLOADS_IN_FLIGHT, thread_name_prefix="loom-delta-upload")
+            self._uploads.append(self._uploader.submit(self._upload, rel, data))
+        return len(data)
+
+    def _upload(self, rel: str, data: bytes) -> None:
+        assert self.store is not None
+        try:
+            self.store.write(rel, data)
+        finally:
+            self._slots.release()
+
+    def _finish_uploads(self, *, quiet: bool = False) -> None:
+        """Wait for every upload; raise the first failure unless ``quiet`` (the write failed already)."""
+        errors = []
+        for fut in self._uploads:
+            try:
+                fut.result()
+            except BaseException as exc:  # noqa: BLE001  (collected; the first one is raised below)
+                errors.append(exc)
+        self._uploads = []
+        if self._uploader is not None:
+            self._uploader.shutdown()
+            self._uploader = None
+        if errors and not quiet:
+            raise errors[0]
+
     def discard(self) -> None:
         """Delete the files written so far (nothing committed them)."""
         if self.uncertain:
             return
-        for path in self._written:
+        for rel in self._written:
             try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
+                if self.store is None:
+                    os.unlink(os.path.join(self.loc.uri, rel))
+                else:
+                    self.store.delete(rel)
+            except Exception:  # noqa: BLE001  (gone already, or the store failed: the orphan sweep
+                pass  # removes what is left; the write's own error must not be masked by this one)
         self._written, self.adds = [], None
 
     def commit(self, table: DeltaTable | None, *, mode: str, replace: list[tuple[str, str, Any]] | None,

@@ -22,6 +22,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from loom_resources.delta._location import DeltaLocation
@@ -41,12 +42,14 @@ class StoreFile:
 
 
 class StoreFiles:
-    """The files of one table: a local directory, or an object store through delta-rs."""
+    """The files of one table: a local directory, or an object store through delta-rs (the
+    object store its commits go through, configured by the same storage options)."""
 
     def __init__(self, loc: DeltaLocation) -> None:
         self.loc = loc
         self.local = "://" not in loc.uri or loc.uri.startswith("file://")
         self.root = Path(urlsplit(loc.uri).path if loc.uri.startswith("file://") else loc.uri)
+        self._writer: Any = None
         if not self.local:
             from deltalake.fs import DeltaStorageHandler
             from pyarrow.fs import PyFileSystem
@@ -78,6 +81,24 @@ class StoreFiles:
             return (self.root / path).read_bytes()
         with self.fs.open_input_file(path) as f:
             return bytes(f.read())
+
+    def write(self, path: str, data: bytes) -> None:
+        """Store ``data`` as the file ``path`` (replacing it)."""
+        if self.local:
+            (self.root / path).parent.mkdir(parents=True, exist_ok=True)
+            (self.root / path).write_bytes(data)
+            return
+        # delta-rs' own handler: through pyarrow's wrapper, the stream is handed an Arrow buffer,
+        # which delta-rs' stream refuses (it takes bytes)
+        from deltalake._internal import DeltaFileSystemHandler
+
+        if self._writer is None:
+            self._writer = DeltaFileSystemHandler(self.loc.uri, self.loc.storage_options or None)
+        out = self._writer.open_output_stream(path)
+        try:
+            out.write(data)
+        finally:
+            out.close()
 
     def delete(self, path: str) -> None:
         if self.local:
