@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+import gc
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import dagster as dg
@@ -31,9 +33,35 @@ def _plain_resources(resources: Mapping[str, Any] | None, plain_assets: bool) ->
     return {"polars_parquet_io_manager": PolarsParquetIOManager(base_dir=str(loom_home() / "parquet"))}
 
 
+_frozen = False
+
+
+@contextlib.contextmanager
+def gc_frozen_first_build(enabled: bool = True) -> Iterator[bool]:
+    """Around the first build of the process, move what is alive into the permanent generation of
+    Python's cyclic garbage collector (:func:`gc.freeze`): the imported libraries before the
+    build, the definitions after it. Yields whether this build freezes.
+
+    Why by hand: the libraries and the definitions live as long as the process (a code server, a
+    run worker, the CLI), yet every full collection would scan all of them again, and building
+    the definitions and Dagster's own load of them (resolving jobs, snapshots) allocate enough to
+    trigger many. Frozen, they are skipped (``dagster definitions validate`` of 200 tables:
+    ``bench/overhead.py``). Only the first build freezes, so a process that builds definitions
+    again and again (a test session) keeps at most the cyclic garbage alive at its first build.
+    """
+    global _frozen
+    first = enabled and not _frozen
+    if first:
+        _frozen = True
+        gc.freeze()
+    yield first
+    if first:
+        gc.freeze()
+
+
 def build_definitions(
     tables: Sequence[Table | ExternalTable], *, backends: Mapping[str, Any] | None = None,
-    assets: Sequence[Any] = (), resources: Mapping[str, Any] | None = None,
+    assets: Sequence[Any] = (), resources: Mapping[str, Any] | None = None, freeze_gc: bool = True,
 ) -> dg.Definitions:
     """Build the Definitions of a set of declared and external tables.
 
@@ -46,11 +74,17 @@ def build_definitions(
             as ``polars_parquet_io_manager``.
         backends: Backend name -> resource (default: Delta and ClickHouse configured from the
             environment). A declaration a backend cannot serve fails here, naming the table.
+        freeze_gc: Around the first build in the process, take what is alive out of the cyclic
+            garbage collector's scans (:func:`gc_frozen_first_build`; a faster code-location load).
     """
-    backends = dict(backends or default_backends())
+    with gc_frozen_first_build(freeze_gc):
+        return _build(tables, dict(backends or default_backends()), list(assets), resources)
+
+
+def _build(tables: Sequence[Table | ExternalTable], backends: dict[str, Any], plain: list[Any],
+           resources: Mapping[str, Any] | None) -> dg.Definitions:
     one_process = single_process(backends)
     built = build_assets(tables, pool=SINGLE_PROCESS_POOL if one_process else None, backends=backends)
-    plain = list(assets)
     assets = [a for a in built if not isinstance(a, dg.AssetChecksDefinition)]
     declared_checks = [a for a in built if isinstance(a, dg.AssetChecksDefinition)]
     schema_change_checks = dg.build_column_schema_change_checks(assets=assets)
