@@ -115,13 +115,20 @@ def test_replace_partitions_replaces_exactly_the_run_partitions(delta: DeltaReso
     assert len(_data_files(delta.table_uri(spec.ref)) - before) == 1
 
 
-def test_a_batch_failing_validation_leaves_no_commit_and_no_file(delta: DeltaResource,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def _small_files_table(delta: DeltaResource, monkeypatch: pytest.MonkeyPatch,
+                       name: str) -> tuple[TargetSpec, str, set[str]]:
+    """A table holding ids 1 and 2 (version 0), written from now on in files of ~2 kB; returns its
+    spec, location and data files."""
     monkeypatch.setattr(files, "TARGET_FILE_BYTES", 2_000)
-    spec = _spec("bad")
+    spec = _spec(name)
     delta.write(_frame([1, 2]), spec, RunParams())
     uri = delta.table_uri(spec.ref)
-    before = _data_files(uri)
+    return spec, uri, _data_files(uri)
+
+
+def test_a_batch_failing_validation_leaves_no_commit_and_no_file(delta: DeltaResource,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    spec, uri, before = _small_files_table(delta, monkeypatch, "bad")
     # a lazy concatenation streams in several batches: files are written before the bad one
     bad = pl.concat([_frame(list(range(10, 500))).lazy(), _frame([999]).with_columns(pl.lit(None, pl.Int64).alias("id")).lazy()])
     with pytest.raises(DataValidationError, match="id"):
@@ -272,11 +279,7 @@ def test_long_strings_give_a_prefix_as_minimum_and_no_maximum(delta: DeltaResour
 
 def test_a_file_that_cannot_be_written_fails_the_write_with_its_own_error(delta: DeltaResource,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(files, "TARGET_FILE_BYTES", 2_000)
-    spec = _spec("full")
-    delta.write(_frame([1, 2]), spec, RunParams())
-    uri = delta.table_uri(spec.ref)
-    before = _data_files(uri)
+    spec, uri, before = _small_files_table(delta, monkeypatch, "full")
     real, calls = files.ParquetFiles._put, []
 
     def disk_full(self: files.ParquetFiles, rel: str, df: pl.DataFrame) -> int:
