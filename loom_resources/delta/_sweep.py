@@ -49,12 +49,15 @@ class StoreFiles:
         self.loc = loc
         self.local = "://" not in loc.uri or loc.uri.startswith("file://")
         self.root = Path(urlsplit(loc.uri).path if loc.uri.startswith("file://") else loc.uri)
-        self._writer: Any = None
         if not self.local:
+            from deltalake._internal import DeltaFileSystemHandler
             from deltalake.fs import DeltaStorageHandler
             from pyarrow.fs import PyFileSystem
 
             self.fs = PyFileSystem(DeltaStorageHandler(loc.uri, loc.storage_options or None))
+            # writes go to delta-rs' own handler: through pyarrow's wrapper, its stream is handed
+            # an Arrow buffer, which it refuses (it takes bytes)
+            self._writer: Any = DeltaFileSystemHandler(loc.uri, loc.storage_options or None)
 
     def list(self) -> Iterator[StoreFile]:
         """Every file under the table (multipart staging files included on local disks)."""
@@ -88,12 +91,6 @@ class StoreFiles:
             (self.root / path).parent.mkdir(parents=True, exist_ok=True)
             (self.root / path).write_bytes(data)
             return
-        # delta-rs' own handler: through pyarrow's wrapper, the stream is handed an Arrow buffer,
-        # which delta-rs' stream refuses (it takes bytes)
-        from deltalake._internal import DeltaFileSystemHandler
-
-        if self._writer is None:
-            self._writer = DeltaFileSystemHandler(self.loc.uri, self.loc.storage_options or None)
         out = self._writer.open_output_stream(path)
         try:
             out.write(data)
