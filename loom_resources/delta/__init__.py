@@ -113,7 +113,7 @@ class DeltaResource(ConfigurableResource):
         default="polars",
         description=(
             "Who encodes the Parquet files of appends, overwrites and one-column partition replaces (local "
-            "or object-store tables): 'polars' (on every core; the files are committed as add actions through "
+            "or S3 tables): 'polars' (on every core; the files are committed as add actions through "
             "deltalake's transaction API) or 'delta-rs' (its writer, one core). Other writes always use "
             "delta-rs' writer."
         ),
