@@ -231,8 +231,9 @@ class ParquetFiles:
         #: files stay for the orphan sweep (which deletes only files no version references).
         self.uncertain = False
         self._written: list[str] = []  # relative paths
-        #: Where the files go: ``None`` for a local table (written in place), else the object store.
-        self.store = StoreFiles(loc) if "://" in loc.uri else None
+        #: Where the files go: ``None`` for a local table (written in place), else the object store
+        #: (opened when the first file is written: most writes of a remote table never get here).
+        self.store: StoreFiles | None = None
         self._uploads: list[Future[None]] = []
         self._uploader: ThreadPoolExecutor | None = None
         self._slots = threading.BoundedSemaphore(_UPLOADS_IN_FLIGHT)
@@ -242,6 +243,8 @@ class ParquetFiles:
         """Write the files (once) and return their add actions."""
         if self.adds is None:
             adds: list[AddAction] = []
+            if self.store is None and "://" in self.loc.uri:
+                self.store = StoreFiles(self.loc)
             try:
                 for chunk in _chunks(self.source.frames(), self.target_bytes):
                     adds += self._write(chunk)
