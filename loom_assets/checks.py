@@ -17,6 +17,7 @@ import polars as pl
 from dagster import AssetCheckExecutionContext
 
 from loom_assets.declare import DataCheck, Table
+from loom_assets.signatures import signature_once
 from loom_resources import RunParams, SchemaMode, SourceSpec
 from loom_resources.dtypes import Schema, schema_diff
 from loom_resources.partitions import slice_predicate
@@ -54,6 +55,7 @@ def build_checks(table: Table, expected: Schema, *, pool: str | None = None) -> 
         name=checks_name(table), specs=specs, can_subset=True, required_resource_keys={spec.backend.value},
         pool=pool, description=f"Checks of {spec.ref}, run against the stored table.",
     )
+    @signature_once
     def _checks(context: AssetCheckExecutionContext) -> Any:
         backend = getattr(context.resources, spec.backend.value)
         selected = {k.name for k in context.selected_asset_check_keys}

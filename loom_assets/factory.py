@@ -23,6 +23,7 @@ from dagster import AssetExecutionContext
 from loom_assets.checks import build_checks
 from loom_assets.declare import Table
 from loom_assets.external import ExternalTable
+from loom_assets.signatures import signature_once
 from loom_assets.sql_body import bind_sql, check_sql
 from loom_assets.sql_cache import TABLES_CACHE
 from loom_resources import Backend, SpecError, UnsupportedTypeError
@@ -175,6 +176,7 @@ def build_asset(table: Table, by_name: dict[str, Any], backends: Backends, *, po
         metadata=metadata,
         pool=pool,
     )
+    @signature_once
     def _asset(context: AssetExecutionContext, **inputs: Any) -> Iterator[Any]:
         started = dt.datetime.now(dt.UTC)
         params = run_params(context, table.partition_columns)

@@ -14,6 +14,7 @@ import dataclasses
 import datetime as dt
 import decimal
 import enum
+import functools
 import importlib
 import json
 from collections.abc import Mapping
@@ -31,8 +32,8 @@ def encode(obj: Any) -> Any:
     if isinstance(obj, enum.Enum):
         return {"$enum": _name(type(obj)), "v": obj.value}
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        fields = {f.name: encode(getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.init}
-        return {"$dc": _name(type(obj)), "f": fields}
+        name, names = _dataclass_fields(type(obj))
+        return {"$dc": name, "f": {n: encode(getattr(obj, n)) for n in names}}
     if isinstance(obj, tuple):
         return {"$tuple": [encode(v) for v in obj]}
     if isinstance(obj, list):
@@ -93,6 +94,13 @@ def dumps(obj: Any) -> str:
 def loads(text: str) -> Any:
     """The object of a :func:`dumps` string."""
     return decode(json.loads(text))
+
+
+@functools.cache
+def _dataclass_fields(cls: type) -> tuple[str, tuple[str, ...]]:
+    """A model dataclass's tag and the names of its init fields, worked out once per class (every
+    code-location load encodes a few hundred bindings of the same dozen classes)."""
+    return _name(cls), tuple(f.name for f in dataclasses.fields(cls) if f.init)
 
 
 def _name(cls: type) -> str:
