@@ -15,25 +15,16 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 import polars as pl
 from dagster import ConfigurableResource, get_dagster_logger
-from deltalake import DeltaTable
-from deltalake.schema import Field as DeltaField
 from pydantic import Field
 
 from loom_resources.capabilities import Capabilities
-from loom_resources.delta import _maintenance
 from loom_resources.delta._faults import store_faults
-from loom_resources.delta._history import write_history
-from loom_resources.delta._location import DeltaLocation, display_uri
-from loom_resources.delta._merge import merge_table
-from loom_resources.delta._read import scan
-from loom_resources.delta._stats import partition_counts
 from loom_resources.delta._types import schema_from_delta, storable, to_delta
-from loom_resources.delta._write import DeltaWrite, Outcome, prepare_write, result, write_table
 from loom_resources.dtypes import ColumnSchema, Schema
 from loom_resources.errors import BackendUnavailableError, SchemaMismatchError, TableNotFoundError
 from loom_resources.model import (
@@ -48,6 +39,16 @@ from loom_resources.model import (
 )
 from loom_resources.plan import to_frame
 from loom_resources.run_records import RUN_RECORDS_REF
+
+if TYPE_CHECKING:
+    from deltalake import DeltaTable
+
+    from loom_resources.delta._location import DeltaLocation
+    from loom_resources.delta._write import DeltaWrite, Outcome
+
+# Why the delta-rs modules are imported inside the methods: a code location builds this resource
+# and asks it for expected schemas only; deltalake (~20-40 ms) loads with the first table read or
+# written, not with every load of the location (``dagster definitions validate``, run workers).
 
 __all__ = ["DeltaResource"]
 
@@ -159,6 +160,8 @@ class DeltaResource(ConfigurableResource):
         return str(Path(root).absolute() / ref.schema / ref.table)
 
     def _location(self, ref: TableRef | str) -> DeltaLocation:
+        from loom_resources.delta._location import DeltaLocation, display_uri
+
         uri = self.table_uri(ref)
         return DeltaLocation(uri, display_uri(uri), dict(self.storage_options), self.max_commit_retries,
                              self.checkpoint_interval, polars_files=self.parquet_writer == "polars")
@@ -221,6 +224,8 @@ class DeltaResource(ConfigurableResource):
             if s is None:
                 if not c.nullable:
                     problems.append(f"cannot add column {c.name!r} declared not null to an existing table")
+                from deltalake.schema import Field as DeltaField
+
                 new.append(DeltaField(c.name, to_delta(c.dtype, column=c.name), nullable=True))
             elif storable(c.dtype, column=c.name) != s.dtype:
                 problems.append(f"column {c.name!r} is stored as {s.dtype}, cannot change it to {c.dtype}")
@@ -241,6 +246,8 @@ class DeltaResource(ConfigurableResource):
     def partition_counts(self, ref: TableRef, columns: Sequence[str]) -> pl.DataFrame | None:
         """Partition values and row count of each data file, from the log (see ``_stats``);
         ``None`` when ``columns`` are not all partition columns or statistics are missing."""
+        from loom_resources.delta._stats import partition_counts
+
         table = self._open(ref)
         return partition_counts(table, columns) if table is not None else None
 
@@ -257,6 +264,8 @@ class DeltaResource(ConfigurableResource):
         Raises:
             TableNotFoundError: the table does not exist.
         """
+        from loom_resources.delta._read import scan
+
         table = self._open(spec.ref, spec.version)
         if table is None:
             raise TableNotFoundError(str(spec.ref), self._location(spec.ref).display_uri)
@@ -291,6 +300,8 @@ class DeltaResource(ConfigurableResource):
                 DeltaStoreFullError / DeltaPermissionError / DeltaStoreUnreachableError (from
                 ``loom_resources.delta._faults``) name the table, its location and what to do.
         """
+        from loom_resources.delta._write import result
+
         if spec.backend.value != "delta":
             raise ValueError(f"table {spec.ref} is declared for backend {spec.backend.value!r}, not delta")
         self.capabilities.check(spec, "delta")
@@ -307,6 +318,10 @@ class DeltaResource(ConfigurableResource):
 
     def _execute(self, frame: pl.LazyFrame | pl.DataFrame, spec: TargetSpec, params: RunParams,
                  write_ctx: WriteContext | None, loc: DeltaLocation, streaming: bool) -> tuple[DeltaWrite, Outcome]:
+        from loom_resources.delta._history import write_history
+        from loom_resources.delta._merge import merge_table
+        from loom_resources.delta._write import prepare_write, write_table
+
         if spec.mode is WriteMode.HISTORY:
             w, out = write_history(frame, spec, loc, params, write_ctx, resource_audit=self.audit_columns)
         else:
@@ -322,6 +337,8 @@ class DeltaResource(ConfigurableResource):
     def optimize(self, ref: TableRef | str, *, z_order: tuple[str, ...] | list[str] = (),
                  target_size: int | None = None) -> dict[str, Any]:
         """Compact small files (or Z-order by ``z_order`` columns) in one commit; returns delta-rs metrics."""
+        from loom_resources.delta import _maintenance
+
         return _maintenance.optimize(self._require(ref), str(ref), z_order=z_order, target_size=target_size)
 
     def vacuum(self, ref: TableRef | str, *, retention_hours: int | None = None, dry_run: bool = False) -> list[str]:
@@ -330,6 +347,8 @@ class DeltaResource(ConfigurableResource):
         Raises:
             ValueError: when ``retention_hours`` is below ``min_vacuum_retention_hours``.
         """
+        from loom_resources.delta import _maintenance
+
         hours = _maintenance.retention_hours(str(ref), retention_hours, self.min_vacuum_retention_hours)
         return _maintenance.vacuum(self._require(ref), hours=hours, dry_run=dry_run)
 
@@ -351,6 +370,8 @@ class DeltaResource(ConfigurableResource):
         hours = self.orphan_min_age_hours if min_age_hours is None else min_age_hours
         if hours < 0:
             raise ValueError(f"sweep of {ref}: min_age_hours must be >= 0, got {hours}")
+        from loom_resources.delta import _maintenance
+
         if self._open(ref) is None:
             return []
         return _maintenance.sweep(self._location(ref), str(ref), hours=hours, dry_run=dry_run)

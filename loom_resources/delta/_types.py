@@ -23,17 +23,17 @@ uint64, time, duration, null  --                          :class:`UnsupportedTyp
 
 from __future__ import annotations
 
-from typing import Any
-
-from deltalake.schema import ArrayType, MapType, PrimitiveType, StructType
-from deltalake.schema import Field as DeltaField
-from deltalake.schema import Schema as DeltaSchema
+from typing import TYPE_CHECKING, Any
 
 from loom_resources import dtypes as t
 from loom_resources.dtypes import ColumnSchema, DataType, Schema
 from loom_resources.errors import UnsupportedTypeError
 
-DeltaType = PrimitiveType | ArrayType | StructType | MapType
+if TYPE_CHECKING:  # deltalake (~20-40 ms) loads when a table is read or written, not when a code location loads
+    from deltalake.schema import ArrayType, MapType, PrimitiveType, StructType
+    from deltalake.schema import Schema as DeltaSchema
+
+    DeltaType = PrimitiveType | ArrayType | StructType | MapType
 
 _TO_DELTA: dict[type[DataType], str] = {
     t.Int8: "byte", t.Int16: "short", t.Int32: "integer", t.Int64: "long",
@@ -92,6 +92,9 @@ def to_delta(dtype: DataType, *, column: str | None = None) -> DeltaType:
     Raises:
         UnsupportedTypeError: naming ``column`` when Delta cannot represent the type.
     """
+    from deltalake.schema import ArrayType, PrimitiveType, StructType
+    from deltalake.schema import Field as DeltaField
+
     name = _TO_DELTA.get(type(dtype))
     if name is not None:
         return PrimitiveType(name)
@@ -117,6 +120,8 @@ def from_delta(dtype: Any, *, column: str | None = None) -> DataType:
     Raises:
         UnsupportedTypeError: for Delta types the table model lacks (maps, variants).
     """
+    from deltalake.schema import ArrayType, PrimitiveType, StructType
+
     if isinstance(dtype, PrimitiveType):
         name = dtype.type
         if name in _FROM_DELTA:
