@@ -26,7 +26,7 @@ from loom_resources.capabilities import Capabilities
 from loom_resources.delta._faults import store_faults
 from loom_resources.delta._types import schema_from_delta, storable, to_delta
 from loom_resources.dtypes import ColumnSchema, Schema
-from loom_resources.errors import BackendUnavailableError, SchemaMismatchError, TableNotFoundError
+from loom_resources.errors import SchemaMismatchError, TableNotFoundError
 from loom_resources.model import (
     Observation,
     RunParams,
@@ -56,7 +56,6 @@ _OBJECT_STORE_SCHEMES = ("s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl",
 
 
 #: Tables whose orphans this process swept already (the sweep runs once per process and table).
-_SWEPT: set[str] = set()
 
 
 class DeltaResource(ConfigurableResource):
@@ -165,19 +164,6 @@ class DeltaResource(ConfigurableResource):
         uri = self.table_uri(ref)
         return DeltaLocation(uri, display_uri(uri), dict(self.storage_options), self.max_commit_retries,
                              self.checkpoint_interval, polars_files=self.parquet_writer == "polars")
-
-    def _check_writable_root(self) -> None:
-        if self._is_remote():
-            return
-        root = Path(self.resolved_root())
-        if not root.exists():
-            if self.root:
-                raise BackendUnavailableError(f"Delta root {root} does not exist; create it or fix the resource's root")
-            root.mkdir(parents=True, exist_ok=True)
-        if not root.is_dir():
-            raise BackendUnavailableError(f"Delta root {root} is not a directory")
-        if not os.access(root, os.W_OK | os.X_OK):
-            raise BackendUnavailableError(f"Delta root {root} is not writable")
 
     def _open(self, ref: TableRef | str, version: int | None = None) -> DeltaTable | None:
         loc = self._location(ref)
@@ -300,14 +286,18 @@ class DeltaResource(ConfigurableResource):
                 DeltaStoreFullError / DeltaPermissionError / DeltaStoreUnreachableError (from
                 ``loom_resources.delta._faults``) name the table, its location and what to do.
         """
+        from loom_resources.delta._location import check_writable_root
+        from loom_resources.delta._maintenance import sweep_once
         from loom_resources.delta._write import result
 
         if spec.backend.value != "delta":
             raise ValueError(f"table {spec.ref} is declared for backend {spec.backend.value!r}, not delta")
         self.capabilities.check(spec, "delta")
         frame = to_frame(frame)
-        self._check_writable_root()
-        self._sweep_once(spec.ref)
+        if not self._is_remote():
+            check_writable_root(Path(self.resolved_root()), configured=bool(self.root))
+        if self.sweep_on_first_write:
+            sweep_once(self, spec.ref)
         loc = self._location(spec.ref)
         with store_faults(str(spec.ref), loc.display_uri, f"writing ({spec.mode.value})"):
             w, out = self._execute(frame, spec, params, write_ctx, loc, streaming)
@@ -381,20 +371,6 @@ class DeltaResource(ConfigurableResource):
         if table is None:
             raise TableNotFoundError(str(ref), self._location(ref).display_uri)
         return table
-
-    def _sweep_once(self, ref: TableRef) -> None:
-        """The orphan sweep of ``ref``, the first time this process writes it (never fails a write)."""
-        if not self.sweep_on_first_write or str(ref) in _SWEPT or not self.exists(ref):
-            return
-        _SWEPT.add(str(ref))
-        try:
-            removed = self.sweep_orphan_files(ref)
-        except Exception as exc:  # noqa: BLE001 - a failed sweep must not fail the write; it is retried in maintenance
-            get_dagster_logger().warning(f"{ref}: orphan sweep skipped: {exc}")
-            return
-        if removed:
-            get_dagster_logger().info(f"{ref}: removed {len(removed)} orphaned file(s) older than "
-                                      f"{self.orphan_min_age_hours:g} h left by earlier failed writes")
 
     def maintain(self, ref: TableRef, spec: TargetSpec | None = None) -> str:
         """Routine maintenance of one table (compaction, vacuum within the retention guard, then

@@ -4,13 +4,27 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from deltalake import DeltaTable
 
 from loom_resources.errors import BackendUnavailableError
 
-__all__ = ["DeltaLocation", "display_uri"]
+__all__ = ["DeltaLocation", "check_writable_root", "display_uri"]
+
+
+def check_writable_root(root: Path, *, configured: bool) -> None:
+    """Fail with BackendUnavailableError unless the local Delta root is a writable directory; the
+    default root (not ``configured``) is created when missing."""
+    if not root.exists():
+        if configured:
+            raise BackendUnavailableError(f"Delta root {root} does not exist; create it or fix the resource's root")
+        root.mkdir(parents=True, exist_ok=True)
+    if not root.is_dir():
+        raise BackendUnavailableError(f"Delta root {root} is not a directory")
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise BackendUnavailableError(f"Delta root {root} is not writable")
 
 
 def display_uri(uri: str) -> str:

@@ -13,7 +13,9 @@ from loom_resources.delta._location import DeltaLocation
 from loom_resources.delta._sweep import orphan_files, store_files
 from loom_resources.errors import SchemaMismatchError
 
-__all__ = ["optimize", "retention_hours", "sweep", "vacuum"]
+__all__ = ["optimize", "retention_hours", "sweep", "sweep_once", "vacuum"]
+
+_SWEPT: set[str] = set()  # tables this process has swept before its first write to them
 
 
 def optimize(table: DeltaTable, ref: str, *, z_order: tuple[str, ...] | list[str] = (),
@@ -62,3 +64,19 @@ def _check_columns_exist(table: DeltaTable, names: tuple[str, ...] | list[str], 
     unknown = sorted(set(names) - known)
     if unknown:
         raise SchemaMismatchError(ref, [f"column(s) {unknown} do not exist"])
+
+
+def sweep_once(resource: Any, ref: Any) -> None:
+    """The orphan sweep of ``ref`` by ``resource`` (a ``DeltaResource``), the first time this
+    process writes the table; never fails the write (maintenance retries it)."""
+    if str(ref) in _SWEPT or not resource.exists(ref):
+        return
+    _SWEPT.add(str(ref))
+    try:
+        removed = resource.sweep_orphan_files(ref)
+    except Exception as exc:  # noqa: BLE001 - a failed sweep must not fail the write; it is retried in maintenance
+        get_dagster_logger().warning(f"{ref}: orphan sweep skipped: {exc}")
+        return
+    if removed:
+        get_dagster_logger().info(f"{ref}: removed {len(removed)} orphaned file(s) older than "
+                                  f"{resource.orphan_min_age_hours:g} h left by earlier failed writes")
