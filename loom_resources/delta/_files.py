@@ -231,8 +231,8 @@ class ParquetFiles:
         #: files stay for the orphan sweep (which deletes only files no version references).
         self.uncertain = False
         self._written: list[str] = []  # relative paths
-        #: Where the files go: ``None`` for a local table (written in place), else the object store
-        #: (opened when the first file is written: most writes of a remote table never get here).
+        #: Where the files go (opened when the first file is written: most writes of a remote table
+        #: never get here); a local table's files are written in place.
         self.store: StoreFiles | None = None
         self._uploads: list[Future[None]] = []
         self._uploader: ThreadPoolExecutor | None = None
@@ -243,7 +243,7 @@ class ParquetFiles:
         """Write the files (once) and return their add actions."""
         if self.adds is None:
             adds: list[AddAction] = []
-            if self.store is None and "://" in self.loc.uri:
+            if self.store is None:
                 self.store = StoreFiles(self.loc)
             try:
                 for chunk in _chunks(self.source.frames(), self.target_bytes):
@@ -285,7 +285,8 @@ class ParquetFiles:
 
     def _put(self, rel: str, df: pl.DataFrame) -> int:
         """Encode ``df`` as the Parquet file ``rel`` of the table; returns its size in bytes."""
-        if self.store is None:
+        assert self.store is not None
+        if self.store.local:
             path = os.path.join(self.loc.uri, rel)
             os.makedirs(os.path.dirname(path), exist_ok=True)
             df.write_parquet(path, compression="snappy")
@@ -334,10 +335,8 @@ class ParquetFiles:
             return
         for rel in self._written:
             try:
-                if self.store is None:
-                    os.unlink(os.path.join(self.loc.uri, rel))
-                else:
-                    self.store.delete(rel)
+                assert self.store is not None  # it wrote them
+                self.store.delete(rel)
             except Exception:  # noqa: BLE001  (gone already, or the store failed: the orphan sweep
                 pass  # removes what is left; the write's own error must not be masked by this one)
         self._written, self.adds = [], None

@@ -4,7 +4,7 @@ guard, and the sweep of orphaned data files (the resource's methods delegate her
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dagster import get_dagster_logger
 from deltalake import DeltaTable
@@ -12,6 +12,10 @@ from deltalake import DeltaTable
 from loom_resources.delta._location import DeltaLocation
 from loom_resources.delta._sweep import orphan_files, store_files
 from loom_resources.errors import SchemaMismatchError
+from loom_resources.model import TableRef
+
+if TYPE_CHECKING:
+    from loom_resources.delta import DeltaResource
 
 __all__ = ["optimize", "retention_hours", "sweep", "sweep_once", "vacuum"]
 
@@ -66,8 +70,8 @@ def _check_columns_exist(table: DeltaTable, names: tuple[str, ...] | list[str], 
         raise SchemaMismatchError(ref, [f"column(s) {unknown} do not exist"])
 
 
-def sweep_once(resource: Any, ref: Any) -> None:
-    """The orphan sweep of ``ref`` by ``resource`` (a ``DeltaResource``), the first time this
+def sweep_once(resource: DeltaResource, ref: TableRef) -> None:
+    """The orphan sweep of ``ref`` by ``resource``, the first time this
     process writes the table; never fails the write (maintenance retries it)."""
     if str(ref) in _SWEPT or not resource.exists(ref):
         return

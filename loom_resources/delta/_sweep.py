@@ -49,15 +49,12 @@ class StoreFiles:
         self.loc = loc
         self.local = "://" not in loc.uri or loc.uri.startswith("file://")
         self.root = Path(urlsplit(loc.uri).path if loc.uri.startswith("file://") else loc.uri)
+        self._handler: Any = None
         if not self.local:
-            from deltalake._internal import DeltaFileSystemHandler
             from deltalake.fs import DeltaStorageHandler
             from pyarrow.fs import PyFileSystem
 
             self.fs = PyFileSystem(DeltaStorageHandler(loc.uri, loc.storage_options or None))
-            # writes go to delta-rs' own handler: through pyarrow's wrapper, its stream is handed
-            # an Arrow buffer, which it refuses (it takes bytes)
-            self._writer: Any = DeltaFileSystemHandler(loc.uri, loc.storage_options or None)
 
     def list(self) -> Iterator[StoreFile]:
         """Every file under the table (multipart staging files included on local disks)."""
@@ -91,7 +88,14 @@ class StoreFiles:
             (self.root / path).parent.mkdir(parents=True, exist_ok=True)
             (self.root / path).write_bytes(data)
             return
-        out = self._writer.open_output_stream(path)
+        if self._handler is None:
+            # delta-rs' own handler, opened by the first remote write (sweeps and listings never
+            # write); writes skip pyarrow's wrapper, whose stream hands it an Arrow buffer, which
+            # it refuses (it takes bytes)
+            from deltalake._internal import DeltaFileSystemHandler
+
+            self._handler = DeltaFileSystemHandler(self.loc.uri, self.loc.storage_options or None)
+        out = self._handler.open_output_stream(path)
         try:
             out.write(data)
         finally:
