@@ -21,6 +21,7 @@ from dagster import ConfigurableResource, InitResourceContext
 from pydantic import Field as PydanticField
 from pydantic import PrivateAttr, field_validator
 
+from loom_resources.clickhouse._inplace import insert_in_place
 from loom_resources.clickhouse._secrets import (
     Scrubber,
     guard_url_field,
@@ -280,8 +281,13 @@ class ClickHouseConnection(ConfigurableResource):
 
     def insert_arrow(self, ref: TableRef, table: pa.Table, *, settings: Mapping[str, Any] | None = None,
                      what: str | None = None) -> None:
-        """Insert one Arrow table (one batch) into ``ref``."""
-        self._call(what or f"insert into {ref}", self.client().insert_arrow, qt(ref), table, settings=dict(settings or {}))
+        """Insert one Arrow table (one batch) into ``ref``: the embedded engine reads it in place
+        (:mod:`._inplace`), a server receives it through clickhouse-connect's ``insert_arrow``."""
+        client = self.client()
+        what = what or f"insert into {ref}"
+        if not settings and self.is_embedded() and self._call(what, insert_in_place, client, qt(ref), table):
+            return
+        self._call(what, client.insert_arrow, qt(ref), table, settings=dict(settings or {}))
 
     def track_spool(self, directory: str) -> None:
         """Delete ``directory`` when this connection closes (the step ends)."""

@@ -1,0 +1,108 @@
+"""Inserts into the embedded engine read the Arrow batch in place (loom_resources.clickhouse._inplace)."""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Iterator
+
+import clickhouse_connect
+import polars as pl
+import pyarrow as pa
+import pytest
+
+import loom_resources.clickhouse._client as client_module
+from loom_resources.clickhouse import ClickHouseResource
+from loom_resources.clickhouse._inplace import engine_handle, insert_in_place
+from loom_resources.dtypes import ColumnSchema
+from loom_resources.errors import LoomError
+from loom_resources.model import RunParams, TableRef, TargetSpec, WriteMode
+
+
+@pytest.fixture
+def client(chdb_url: str) -> Iterator[object]:
+    c = clickhouse_connect.get_client(dsn=chdb_url)
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+def test_the_embedded_client_exposes_its_engine_connection(client: object) -> None:
+    """If a clickhouse-connect upgrade moves the connection, this fails instead of the fast path
+    silently turning off."""
+    found = engine_handle(client)
+    assert found is not None
+    conn, lock = found
+    with lock:
+        assert conn.query("SELECT 41 + 1", "CSV").bytes().strip() == b"42"
+
+
+def test_a_client_without_an_engine_connection_inserts_nothing() -> None:
+    server_like = types.SimpleNamespace(_backend=types.SimpleNamespace())
+    assert engine_handle(server_like) is None
+    assert insert_in_place(server_like, "t", pa.table({"a": [1]})) is False
+
+
+def test_in_place_insert_stores_the_batch_and_refuses_nulls_for_not_null_columns(client: object, unique_schema: str) -> None:
+    t = f"{unique_schema}.t"
+    client.command(f"CREATE DATABASE {unique_schema}")  # type: ignore[attr-defined]
+    client.command(f"CREATE TABLE {t} (a Int64, `odd name` Nullable(String)) ENGINE = MergeTree ORDER BY tuple()")  # type: ignore[attr-defined]  # noqa: E501
+    assert insert_in_place(client, t, pa.table({"a": [1, 2], "odd name": ["x", None]}))
+    with pytest.raises(Exception, match="NULL"):
+        insert_in_place(client, t, pa.table({"a": pa.array([3, None], pa.int64()), "odd name": ["y", "z"]}))
+    rows = client.query(f"SELECT a, `odd name` FROM {t} ORDER BY a").result_rows  # type: ignore[attr-defined]
+    assert rows == [(1, "x"), (2, None)]  # the refused batch left nothing behind
+
+
+def test_resource_writes_to_the_embedded_engine_go_in_place(chdb_url: str, unique_schema: str,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    real = client_module.insert_in_place
+
+    def counting(c: object, target: str, table: pa.Table) -> bool:
+        calls.append(table.num_rows)
+        return real(c, target, table)
+
+    monkeypatch.setattr(client_module, "insert_in_place", counting)
+    n = 10_000
+    df = pl.DataFrame({"id": pl.arange(0, n, eager=True), "label with space": [f"v{i}" if i % 3 else None for i in range(n)],
+                       "day": pl.date_range(pl.date(2024, 1, 1), pl.date(2024, 1, 10), eager=True).sample(n, with_replacement=True, seed=1)})
+    spec = TargetSpec(ref=TableRef(unique_schema, "t"), backend="clickhouse", mode=WriteMode.OVERWRITE,
+                      columns=(ColumnSchema("id", "int64", False), ColumnSchema("label with space", "string"),
+                               ColumnSchema("day", "date", False)))
+    res = ClickHouseResource(url=chdb_url, insert_batch_rows=3_000)
+    try:
+        res.write(df, spec, RunParams(), streaming=False)
+    finally:
+        res.close()
+    assert calls == [3_000, 3_000, 3_000, 1_000]
+    c = clickhouse_connect.get_client(dsn=chdb_url)
+    try:
+        back = pl.from_arrow(c.query_arrow(f"SELECT * FROM {unique_schema}.t ORDER BY id"))
+    finally:
+        c.close()
+    assert isinstance(back, pl.DataFrame)
+    assert back.with_columns(pl.col("label with space").cast(pl.String)).equals(df)
+
+
+def test_an_in_place_failure_names_the_table_and_leaves_the_target_as_it_was(
+        chdb_url: str, unique_schema: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = TargetSpec(ref=TableRef(unique_schema, "kept"), backend="clickhouse", mode=WriteMode.OVERWRITE,
+                      columns=(ColumnSchema("id", "int64", False),))
+    res = ClickHouseResource(url=chdb_url)
+    try:
+        res.write(pl.DataFrame({"id": [1, 2, 3]}), spec, RunParams(), streaming=False)
+
+        def broken(c: object, target: str, table: pa.Table) -> bool:
+            raise RuntimeError("Code: 243. DB::Exception: Cannot reserve 1.00 MiB, not enough space")
+
+        monkeypatch.setattr(client_module, "insert_in_place", broken)
+        with pytest.raises(LoomError, match=f"{unique_schema}.kept"):
+            res.write(pl.DataFrame({"id": [7, 8]}), spec, RunParams(), streaming=False)
+    finally:
+        res.close()
+    c = clickhouse_connect.get_client(dsn=chdb_url)
+    try:
+        assert c.query(f"SELECT id FROM {unique_schema}.kept ORDER BY id").result_rows == [(1,), (2,), (3,)]
+    finally:
+        c.close()
