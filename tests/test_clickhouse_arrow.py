@@ -6,6 +6,7 @@ from __future__ import annotations
 import clickhouse_connect
 import polars as pl
 import pyarrow as pa
+import pytest
 
 from loom_resources.clickhouse import ClickHouseResource
 from loom_resources.clickhouse._write import _arrow_batches, arrow_level
@@ -23,8 +24,23 @@ def test_embedded_engine_gets_string_views_and_a_server_large_strings(chdb_url: 
     assert server.schema.field("b").type == pa.large_binary()
 
 
-def test_sliced_view_batches_store_every_string_exactly(chdb_url: str) -> None:
-    """Several batches of views (each slice shares the frame's string buffers) read back equal."""
+@pytest.mark.parametrize("in_place", [False, True], ids=["arrow-file-slices", "in-place-stream"])
+def test_sliced_view_batches_store_every_string_exactly(chdb_url: str, in_place: bool,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Several batches of views read back equal: eager slices (each shares the frame's string
+    buffers) through ``insert_arrow``, the path of an embedded client that does not expose its
+    engine connection; and streamed batches inserted in place."""
+    import loom_resources.clickhouse._client as client_module
+
+    if not in_place:
+        monkeypatch.setattr(ClickHouseResource, "inserts_in_place", lambda self: False)
+    batches: list[int] = []
+    in_place_batches: list[int] = []
+    real_insert, real_in_place = ClickHouseResource.insert_arrow, client_module.insert_in_place
+    monkeypatch.setattr(client_module, "insert_in_place",
+                        lambda c, t, b: in_place_batches.append(b.num_rows) or real_in_place(c, t, b))
+    monkeypatch.setattr(ClickHouseResource, "insert_arrow",
+                        lambda self, ref, b, **kw: batches.append(b.num_rows) or real_insert(self, ref, b, **kw))
     n = 25_000
     df = pl.DataFrame({
         "id": pl.arange(0, n, eager=True),
@@ -34,7 +50,7 @@ def test_sliced_view_batches_store_every_string_exactly(chdb_url: str) -> None:
                       columns=(ColumnSchema("id", "int64", False), ColumnSchema("s", "string")))
     res = ClickHouseResource(url=chdb_url, insert_batch_rows=4_000)
     try:
-        res.write(df, spec, RunParams(), streaming=False)
+        res.write(df.lazy() if in_place else df, spec, RunParams(), streaming=in_place)
     finally:
         res.close()
     client = clickhouse_connect.get_client(dsn=chdb_url)
@@ -42,6 +58,8 @@ def test_sliced_view_batches_store_every_string_exactly(chdb_url: str) -> None:
         back = pl.from_arrow(client.query_arrow("SELECT id, s FROM arrow.views ORDER BY id"))
     finally:
         client.close()
+    assert len(batches) == 7 and sum(batches) == n  # 25,000 rows in batches of 4,000
+    assert in_place_batches == (batches if in_place else [])
     assert isinstance(back, pl.DataFrame)
     assert back.height == n
     assert back["s"].cast(pl.String).to_list() == df["s"].to_list()

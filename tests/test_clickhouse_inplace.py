@@ -54,8 +54,11 @@ def test_in_place_insert_stores_the_batch_and_refuses_nulls_for_not_null_columns
     assert rows == [(1, "x"), (2, None)]  # the refused batch left nothing behind
 
 
-def test_resource_writes_to_the_embedded_engine_go_in_place(chdb_url: str, unique_schema: str,
+@pytest.mark.parametrize("streaming", [False, True], ids=["eager", "streaming"])
+def test_resource_writes_to_the_embedded_engine_go_in_place(chdb_url: str, unique_schema: str, streaming: bool,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """An eager frame goes in as one insert (the engine reads it in its own blocks); a streamed
+    one batch by batch."""
     calls: list[int] = []
     real = client_module.insert_in_place
 
@@ -72,10 +75,10 @@ def test_resource_writes_to_the_embedded_engine_go_in_place(chdb_url: str, uniqu
                                ColumnSchema("day", "date", False)))
     res = ClickHouseResource(url=chdb_url, insert_batch_rows=3_000)
     try:
-        res.write(df, spec, RunParams(), streaming=False)
+        res.write(df.lazy() if streaming else df, spec, RunParams(), streaming=streaming)
     finally:
         res.close()
-    assert calls == [3_000, 3_000, 3_000, 1_000]
+    assert calls == ([3_000, 3_000, 3_000, 1_000] if streaming else [n])
     c = clickhouse_connect.get_client(dsn=chdb_url)
     try:
         back = pl.from_arrow(c.query_arrow(f"SELECT * FROM {unique_schema}.t ORDER BY id"))

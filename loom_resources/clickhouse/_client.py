@@ -21,7 +21,7 @@ from dagster import ConfigurableResource, InitResourceContext
 from pydantic import Field as PydanticField
 from pydantic import PrivateAttr, field_validator
 
-from loom_resources.clickhouse._inplace import insert_in_place
+from loom_resources.clickhouse._inplace import engine_handle, insert_in_place
 from loom_resources.clickhouse._secrets import (
     Scrubber,
     guard_url_field,
@@ -279,13 +279,18 @@ class ClickHouseConnection(ConfigurableResource):
         """Run a small query and return its rows."""
         return list(self._call(what, self.client().query, sql).result_rows)
 
+    def inserts_in_place(self) -> bool:
+        """Whether Arrow batches go to the engine in place (:mod:`._inplace`): the embedded engine
+        through a clickhouse-connect that exposes its connection."""
+        return self.is_embedded() and engine_handle(self.client()) is not None
+
     def insert_arrow(self, ref: TableRef, table: pa.Table, *, settings: Mapping[str, Any] | None = None,
                      what: str | None = None) -> None:
         """Insert one Arrow table (one batch) into ``ref``: the embedded engine reads it in place
         (:mod:`._inplace`), a server receives it through clickhouse-connect's ``insert_arrow``."""
         client = self.client()
         what = what or f"insert into {ref}"
-        if not settings and self.is_embedded() and self._call(what, insert_in_place, client, qt(ref), table):
+        if not settings and self.inserts_in_place() and self._call(what, insert_in_place, client, qt(ref), table):
             return
         self._call(what, client.insert_arrow, qt(ref), table, settings=dict(settings or {}))
 

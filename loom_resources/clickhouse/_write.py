@@ -112,6 +112,11 @@ def write_frame(
         df = conformed.frame.collect() if isinstance(conformed.frame, pl.LazyFrame) else conformed.frame
         plan.validate(df)
         batches: Iterator[pl.DataFrame] = iter([df])
+        if conn.inserts_in_place():
+            # the frame is in memory already and the engine reads it in place, in its own blocks:
+            # one insert (8M rows in fresh processes: 0.65-0.80 s against 0.88-1.04 s in 500k
+            # slices; 40M: 2.7 s against 5.1 s, peak RSS 2.8 GB against 3.0 GB)
+            batch_rows = max(batch_rows, df.height)
     else:
         batches = iter(conformed.frame.lazy().collect_batches(chunk_size=batch_rows, engine="streaming"))
     w.ensure_database()
