@@ -72,7 +72,9 @@ class ClickHouseConnection(ConfigurableResource):
         description="chdb:// only: seconds to wait while another process holds the engine path (each step "
         "releases it when it ends), before failing with BackendUnavailableError.",
     )
-    insert_batch_rows: int = PydanticField(default=500_000, description="Rows per insert_arrow batch.")
+    insert_batch_rows: int = PydanticField(default=500_000, description=(
+        "Rows per insert batch: each batch of a streaming write, and slices of an eager frame sent to a server. "
+        "The embedded engine reads an eager frame in place, in one insert."))
     streaming_reads: Literal["direct", "spool"] = PydanticField(
         default="direct",
         description="How read_streaming delivers a query result. 'direct' (default): streamed batch by batch "
