@@ -109,3 +109,26 @@ def test_an_in_place_failure_names_the_table_and_leaves_the_target_as_it_was(
         assert c.query(f"SELECT id FROM {unique_schema}.kept ORDER BY id").result_rows == [(1,), (2,), (3,)]
     finally:
         c.close()
+
+
+def test_a_frame_of_many_chunks_goes_in_whole(chdb_url: str, unique_schema: str) -> None:
+    """An eager frame that was concatenated (one Arrow chunk per part, strings as views) is one
+    in-place insert and reads back row for row."""
+    parts = [pl.DataFrame({"id": pl.arange(k * 1_000, (k + 1) * 1_000, eager=True),
+                           "s": [None if i % 5 == 0 else f"{k}-{i}" for i in range(1_000)]}) for k in range(6)]
+    df = pl.concat(parts, rechunk=False)
+    assert df.n_chunks() == 6
+    spec = TargetSpec(ref=TableRef(unique_schema, "chunks"), backend="clickhouse", mode=WriteMode.APPEND,
+                      columns=(ColumnSchema("id", "int64", False), ColumnSchema("s", "string")))
+    res = ClickHouseResource(url=chdb_url)
+    try:
+        res.write(df, spec, RunParams(), streaming=False)
+    finally:
+        res.close()
+    c = clickhouse_connect.get_client(dsn=chdb_url)
+    try:
+        back = pl.from_arrow(c.query_arrow(f"SELECT id, s FROM {unique_schema}.chunks ORDER BY id"))
+    finally:
+        c.close()
+    assert isinstance(back, pl.DataFrame)
+    assert back.with_columns(pl.col("s").cast(pl.String)).equals(df)
