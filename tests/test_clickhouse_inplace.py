@@ -9,6 +9,7 @@ import clickhouse_connect
 import polars as pl
 import pyarrow as pa
 import pytest
+from test_platform import ch  # its rows read by a client of its own, not the resource that wrote them
 
 import loom_resources.clickhouse._client as client_module
 from loom_resources.clickhouse import ClickHouseResource
@@ -79,12 +80,7 @@ def test_resource_writes_to_the_embedded_engine_go_in_place(chdb_url: str, uniqu
     finally:
         res.close()
     assert calls == ([3_000, 3_000, 3_000, 1_000] if streaming else [n])
-    c = clickhouse_connect.get_client(dsn=chdb_url)
-    try:
-        back = pl.from_arrow(c.query_arrow(f"SELECT * FROM {unique_schema}.t ORDER BY id"))
-    finally:
-        c.close()
-    assert isinstance(back, pl.DataFrame)
+    back = ch(chdb_url, f"SELECT * FROM {unique_schema}.t ORDER BY id")
     assert back.with_columns(pl.col("label with space").cast(pl.String)).equals(df)
 
 
@@ -125,10 +121,5 @@ def test_a_frame_of_many_chunks_goes_in_whole(chdb_url: str, unique_schema: str)
         res.write(df, spec, RunParams(), streaming=False)
     finally:
         res.close()
-    c = clickhouse_connect.get_client(dsn=chdb_url)
-    try:
-        back = pl.from_arrow(c.query_arrow(f"SELECT id, s FROM {unique_schema}.chunks ORDER BY id"))
-    finally:
-        c.close()
-    assert isinstance(back, pl.DataFrame)
+    back = ch(chdb_url, f"SELECT id, s FROM {unique_schema}.chunks ORDER BY id")
     assert back.with_columns(pl.col("s").cast(pl.String)).equals(df)
