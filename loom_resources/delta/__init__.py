@@ -55,8 +55,6 @@ __all__ = ["DeltaResource"]
 _OBJECT_STORE_SCHEMES = ("s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "azure", "r2", "file", "memory")
 
 
-#: Tables whose orphans this process swept already (the sweep runs once per process and table).
-
 
 class DeltaResource(ConfigurableResource):
     """Loom tables as Delta Lake tables under one root: ``schema.table`` lives at
