@@ -55,7 +55,6 @@ __all__ = ["DeltaResource"]
 _OBJECT_STORE_SCHEMES = ("s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "azure", "r2", "file", "memory")
 
 
-
 class DeltaResource(ConfigurableResource):
     """Loom tables as Delta Lake tables under one root: ``schema.table`` lives at
     ``<root>/<schema>/<table>``. The root is a local directory or an object-store URI
