@@ -71,6 +71,15 @@ def _time_window(pdef: dg.PartitionsDefinition) -> tuple[dg.TimeWindowPartitions
     return None
 
 
+def _daily_description(keys: Sequence[dg.AssetKey], shown: int = 10) -> str:
+    """What the daily schedule runs, in words (the UI shows no target for a schedule of the
+    implicit asset job, so the description names the tables)."""
+    names = [k.to_user_string() for k in keys]
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return (f"Materializes the last complete partition of {len(names)} partitioned table(s), with their checks, "
+            f"in one run: {', '.join(names[:shown])}{more}.")
+
+
 def _daily_schedule(tables: Sequence[Table]) -> list[dg.ScheduleDefinition]:
     """At the cadence of the first time partitioning declared, materialize every table partitioned
     that way for its last complete partition (every value of the other dimension of a
@@ -89,8 +98,7 @@ def _daily_schedule(tables: Sequence[Table]) -> list[dg.ScheduleDefinition]:
 
     @dg.schedule(job_name=IMPLICIT_ASSET_JOB_NAME, cron_schedule=window.get_cron_schedule(),
                  execution_timezone=window.timezone, name=DAILY_SCHEDULE,
-                 description=f"Every table partitioned like {keys[0].to_user_string()} ({len(keys)} tables), "
-                             "for its last complete partition, in one run.")
+                 description=_daily_description(keys))
     def loom_daily_schedule(context: dg.ScheduleEvaluationContext) -> dg.SkipReason | list[dg.RunRequest]:
         with dg.partition_loading_context(effective_dt=context.scheduled_execution_time):
             last = window.get_last_partition_key()

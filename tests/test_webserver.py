@@ -1,5 +1,5 @@
-"""The code location served by the Dagster webserver: assets listed over GraphQL and a run
-launched through it (as the UI does), written to the store and read back."""
+"""The code location served by the Dagster webserver: assets and schedules listed over GraphQL
+and a run launched through it (as the UI does), written to the store and read back."""
 
 from __future__ import annotations
 
@@ -45,6 +45,12 @@ mutation($params: ExecutionParams!) {
 }"""
 
 
+SCHEDULES = """
+{ schedulesOrError(repositorySelector: {repositoryLocationName: "loom_assets", repositoryName: "__repository__"}) {
+    ... on Schedules { results { name cronSchedule pipelineName description } }
+    ... on PythonError { message } } }"""
+
+
 def test_webserver_lists_assets_and_launches_a_run(tmp_path: Path) -> None:
     home = tmp_path
     (home / "dagster").mkdir()
@@ -73,6 +79,10 @@ def test_webserver_lists_assets_and_launches_a_run(tmp_path: Path) -> None:
         nodes = gql(port, "{ assetNodes { assetKey { path } } }")["assetNodes"]
         keys = {"/".join(n["assetKey"]["path"]) for n in nodes}
         assert {"raw/products", "staging/orders", "marts/customer_lifetime_value"} <= keys
+        schedules = gql(port, SCHEDULES)["schedulesOrError"]["results"]
+        daily = next(s for s in schedules if s["name"] == "loom_daily_schedule")
+        assert daily["cronSchedule"] == "0 0 * * *" and daily["pipelineName"] == "__ASSET_JOB"
+        assert "raw/orders" in daily["description"] and "raw/products" not in daily["description"]
         params = {
             "selector": {
                 "repositoryLocationName": "loom_assets", "repositoryName": "__repository__",
