@@ -7,7 +7,7 @@ from typing import Any
 
 import dagster as dg
 from dagster import OpExecutionContext
-from dagster._core.definitions.assets.job.asset_job import IMPLICIT_ASSET_JOB_NAME
+from dagster._core.definitions.assets.job.asset_job import IMPLICIT_ASSET_JOB_NAME  # no public name; tested
 
 from loom_assets.declare import Table
 
@@ -87,8 +87,8 @@ def _daily_schedule(tables: Sequence[Table]) -> list[dg.ScheduleDefinition]:
 
     The schedule targets Dagster's implicit asset job with an asset selection rather than a job
     of its own: every job of a code location is resolved and snapshotted at each load (a job of
-    200 tables and their checks costs ~0.15 s of ``dagster definitions validate``), and the
-    implicit job already holds these assets and their checks."""
+    200 tables and their checks: 0.16 s in-process, ~0.27 s of ``dagster definitions validate``),
+    and the implicit job already holds these assets and their checks."""
     timed = [(t, w) for t in tables if t.partitions is not None and (w := _time_window(t.partitions)) is not None]
     if not timed:
         return []
