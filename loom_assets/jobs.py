@@ -10,6 +10,7 @@ from dagster import OpExecutionContext
 from dagster._core.definitions.assets.job.asset_job import IMPLICIT_ASSET_JOB_NAME  # no public name; tested
 
 from loom_assets.declare import Table
+from loom_resources.run_params import time_dimensions
 
 
 def _maintenance_job(tables: Sequence[Table]) -> dg.JobDefinition:
@@ -59,18 +60,6 @@ def _check_job(tables: Sequence[Table]) -> tuple[list[Any], list[Any]]:
 DAILY_SCHEDULE = "loom_daily_schedule"
 
 
-def _time_window(pdef: dg.PartitionsDefinition) -> tuple[dg.TimeWindowPartitionsDefinition, str] | None:
-    """The time-window partitioning of ``pdef`` and its dimension name (``""`` when it is not a
-    multi-partitioning); None when it has no time dimension (static partitions have no cadence)."""
-    if isinstance(pdef, dg.TimeWindowPartitionsDefinition):
-        return pdef, ""
-    if isinstance(pdef, dg.MultiPartitionsDefinition):
-        dims = [d for d in pdef.partitions_defs if isinstance(d.partitions_def, dg.TimeWindowPartitionsDefinition)]
-        if len(dims) == 1:
-            return dims[0].partitions_def, dims[0].name  # type: ignore[return-value]
-    return None
-
-
 def _daily_description(keys: Sequence[dg.AssetKey], shown: int = 10) -> str:
     """What the daily schedule runs, in words (the UI shows no target for a schedule of the
     implicit asset job, so the description names the tables)."""
@@ -89,7 +78,8 @@ def _daily_schedule(tables: Sequence[Table]) -> list[dg.ScheduleDefinition]:
     of its own: every job of a code location is resolved and snapshotted at each load (a job of
     200 tables and their checks: 0.16 s in-process, ~0.27 s of ``dagster definitions validate``),
     and the implicit job already holds these assets and their checks."""
-    timed = [(t, w) for t in tables if t.partitions is not None and (w := _time_window(t.partitions)) is not None]
+    # one time dimension (static partitions have no cadence; Dagster schedules no two time dimensions)
+    timed = [(t, dims[0]) for t in tables if len(dims := time_dimensions(t.partitions)) == 1]
     if not timed:
         return []
     pdef = timed[0][0].partitions

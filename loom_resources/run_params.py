@@ -13,7 +13,7 @@ import dagster as dg
 
 from loom_resources.model import RunParams
 
-__all__ = ["run_params", "run_params_by_partition", "run_params_for"]
+__all__ = ["run_params", "run_params_by_partition", "run_params_for", "time_dimensions"]
 
 
 def _partition_map(key: str | dg.MultiPartitionKey, columns: Mapping[str, str]) -> dict[str, str]:
@@ -46,15 +46,22 @@ def _window(get: Callable[[], dg.TimeWindow | None]) -> dg.TimeWindow | None:
         return None
 
 
+def time_dimensions(pdef: Any) -> list[tuple[dg.TimeWindowPartitionsDefinition, str]]:
+    """The time-window partitionings of ``pdef`` with their dimension names: ``[(pdef, "")]`` for
+    a time-window partitions definition, a multi-partition's time dimensions, none otherwise
+    (static or dynamic partitions have no time)."""
+    if isinstance(pdef, dg.TimeWindowPartitionsDefinition):
+        return [(pdef, "")]
+    if isinstance(pdef, dg.MultiPartitionsDefinition):
+        return [(d.partitions_def, d.name) for d in pdef.partitions_defs
+                if isinstance(d.partitions_def, dg.TimeWindowPartitionsDefinition)]
+    return []
+
+
 def _timezone(pdef: Any) -> str | None:
     """The time zone of a time-window partitions definition (or of a multi-partition's time dimension)."""
-    if isinstance(pdef, dg.TimeWindowPartitionsDefinition):
-        return str(pdef.timezone)
-    if isinstance(pdef, dg.MultiPartitionsDefinition):
-        for dim in pdef.partitions_defs:
-            if isinstance(dim.partitions_def, dg.TimeWindowPartitionsDefinition):
-                return str(dim.partitions_def.timezone)
-    return None
+    dims = time_dimensions(pdef)
+    return str(dims[0][0].timezone) if dims else None
 
 
 def _partitions_def(context: Any) -> Any:
