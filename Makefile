@@ -13,8 +13,8 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+$(STAMP): $(BIN)/python pyproject.toml examples/sample_platform/pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[dev]' -e examples/sample_platform
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -23,17 +23,17 @@ setup: $(STAMP)
 # be compiled on first import, and where PYTHONDONTWRITEBYTECODE is set (this machine) on every
 # start of every process (~0.1 s of each code-location load). Stale files are recompiled by Python.
 bytecode: $(STAMP)
-	@$(BIN)/python -m compileall -q loom_resources loom_assets bench >/dev/null
+	@$(BIN)/python -m compileall -q loom_resources loom_assets examples/sample_platform/src bench >/dev/null
 
 # the Dagster instance every entry point shares: $(DAGSTER_HOME) with its dagster.yaml (pool limits)
 instance: bytecode
 	@$(BIN)/python -m loom_assets.settings
 
 demo: instance
-	$(BIN)/python -m loom_assets.demo
+	$(BIN)/python -m sample_platform.demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check loom_resources loom_assets tests bench
+	$(BIN)/ruff check loom_resources loom_assets examples tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -41,8 +41,9 @@ typecheck: $(STAMP)
 test: lint typecheck
 	$(BIN)/python -m pytest -q
 
+# the sample platform in the Dagster UI, served by `dg dev` from its project directory
 ui: instance
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	cd examples/sample_platform && $(CURDIR)/$(BIN)/dg dev -h 127.0.0.1 -p 3000
 
 # The official Dagster integrations we compare with pin their own Dagster: they live in a venv of
 # their own, made here, never in the product's .venv.

@@ -261,7 +261,7 @@ NOTES = [
     "The ClickHouse -> Delta source tables are made once per size by SQL (`INSERT ... SELECT FROM numbers(N)`) before "
     "the rounds; each round's copy writes a fresh Delta table.",
     "The 30 single-partition runs are 30 `dagster.materialize()` calls in one process; their time is the sum.",
-    "`make demo` rows: the demo is run as `python -m loom_assets.demo` with its own `LOOM_HOME`; seconds and peak "
+    "`make demo` rows: the demo is run as `python -m sample_platform.demo` with its own `LOOM_HOME`; seconds and peak "
     "RSS are the whole process (start-up, imports and the demo's own read-back report included); every Delta and "
     "ClickHouse table it wrote is then counted by the verifier.",
     "2 cores are shared by the writer, Dagster and the storage engines; other jobs on the machine show up in the "

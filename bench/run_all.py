@@ -206,7 +206,7 @@ class Runner:
         out = os.path.join(wd, "result.json")
         if case.module == "demo":
             env["LOOM_DEMO_ROWS_PER_DAY"] = case.name
-            argv = [sys.executable, "-m", "loom_assets.demo"]
+            argv = [sys.executable, "-m", "sample_platform.demo"]
         else:
             argv = [self._python(case), "-m", case.module, case.name, str(case.rows), wd, out]
         logf = open(os.path.join(wd, "log.txt"), "w")

@@ -1,13 +1,11 @@
 """Loom on Dagster code location: declared tables as software-defined assets.
 
-Importing the declaration API builds nothing. ``loom_assets.defs`` — the ``dagster.Definitions``
-of the sample platform — is built on first access (Dagster's module loader reads it through
-``dir()``/``getattr``, so ``dagster ... -m loom_assets`` and ``workspace.yaml`` still find it).
+A library: importing it builds nothing and imports no project. A project declares its tables in
+Python (:class:`Table`, :func:`build_definitions`) or in YAML (the ``LoomTables`` component,
+:mod:`loom_assets.component`); the sample platform in ``examples/sample_platform`` is one.
 """
 
-import os
 import warnings
-from typing import Any
 
 import dagster as dg
 
@@ -22,29 +20,6 @@ from loom_assets.external import ExternalTable  # noqa: E402 (after the warnings
 from loom_assets.factory import build_assets  # noqa: E402 (after the warnings filter)
 
 __all__ = [
-    "DataCheck", "ExternalTable", "Source", "Table", "accepted_values", "build_assets", "build_definitions", "defs", "not_null",
+    "DataCheck", "ExternalTable", "Source", "Table", "accepted_values", "build_assets", "build_definitions", "not_null",
     "row_count", "unique",
 ]
-
-_built: dict[str, dg.Definitions] = {}  # a dict, so Dagster's module scan sees one Definitions: ``defs``
-
-
-def __getattr__(name: str) -> Any:
-    """Build the sample platform's ``defs`` on first access."""
-    if name != "defs":
-        raise AttributeError(f"module 'loom_assets' has no attribute {name!r}")
-    if name not in _built:
-        from loom_assets.platform import ASSETS, TABLES
-        from loom_assets.settings import ensure_dagster_home
-
-        if os.environ.get("DAGSTER_HOME"):
-            # `dagster dev` / `dagster asset ...` started without make: give the instance its
-            # dagster.yaml (pool limits) when missing; processes started from now on read it
-            ensure_dagster_home(create=False)
-
-        _built[name] = build_definitions(TABLES, assets=ASSETS)
-    return _built[name]
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | {"defs"})

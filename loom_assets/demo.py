@@ -1,5 +1,5 @@
-"""``make demo``: materialize the whole sample platform on the embedded defaults and print
-what was written, read back independently from each store.
+"""Materialize a whole platform from a script, the way ``make demo`` does with the sample
+platform (``examples/sample_platform``, ``python -m sample_platform.demo``).
 
 Runs in three waves because a Dagster run holds one partitions definition: unpartitioned
 tables the daily ones read, then the 14-day range as one single-run backfill, then the
@@ -8,11 +8,10 @@ unpartitioned tables downstream of it. Rerunning replaces, never duplicates.
 
 from __future__ import annotations
 
-import datetime as dt
-import os
-import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
@@ -46,19 +45,19 @@ def waves(defs: dg.Definitions) -> list[tuple[str, list[dg.AssetKey], bool]]:
 
 
 def materialize_platform(
-    defs: dg.Definitions, instance: dg.DagsterInstance, start: str, end: str, *, log_level: str = "CRITICAL",
-    log_file: Path | None = None,
+    defs: dg.Definitions, instance: dg.DagsterInstance, start: str, end: str, *, tables: Sequence[Any] = (),
+    log_level: str = "CRITICAL", log_file: Path | None = None,
 ) -> list[dg.ExecuteInProcessResult]:
     """Materialize every asset of ``defs``: the daily ones over the partition keys ``start`` to
     ``end`` (both included) as one single-run backfill, the others before or after them.
 
-    Prints one line per table (rows, seconds, where its SQL ran, its checks); the console shows
-    Dagster's own log only at ``log_level`` and above, and ``log_file`` gets all of it.
+    Prints one line per table (rows, seconds, where its SQL ran, its checks; ``tables`` are the
+    declarations, for the details of each line); the console shows Dagster's own log only at
+    ``log_level`` and above, and ``log_file`` gets all of it.
     """
     from loom_assets.declare import Table
-    from loom_assets.platform import TABLES
 
-    tables = {t.asset_key: t for t in TABLES if isinstance(t, Table)}
+    declared = {t.asset_key: t for t in tables if isinstance(t, Table)}
     assets = list(defs.assets or []) + list(defs.asset_checks or [])  # type: ignore[arg-type]
     resources = dict(defs.resources or {})
     results = []
@@ -78,7 +77,7 @@ def materialize_platform(
             )
         if log_file is not None:
             write_run_log(instance, result.run_id, log_file)
-        for line in summarize_run(instance, result.run_id, tables):
+        for line in summarize_run(instance, result.run_id, declared):
             print(line, flush=True)
         print(f"   {'ok' if result.success else 'FAILED'} in {time.monotonic() - t0:.1f}s", flush=True)
         results.append(result)
@@ -97,31 +96,3 @@ def observe_external(defs: dg.Definitions, instance: dg.DagsterInstance) -> None
             rows = obs.metadata["dagster/row_count"].value
             print(f"   observed {obs.asset_key.to_user_string():28s} version {obs.tags.get('dagster/data_version')}, {rows:,} rows",
                   flush=True)
-
-
-def main() -> int:
-    """Materialize everything, then print tables and row counts."""
-    instance = ensure_instance()
-    from loom_assets import defs
-    from loom_assets.platform import DEMO_END, DEMO_START
-    from loom_assets.platform.external import land_external
-    from loom_assets.report import table_report
-
-    log_file = Path(os.environ["LOOM_HOME"]) / "logs" / f"demo-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}.log"
-    print(f"LOOM_HOME={os.environ['LOOM_HOME']}  (orders per day: {os.environ.get('LOOM_DEMO_ROWS_PER_DAY', '100000')})")
-    print(f"full Dagster log: {log_file}")
-    print("== other systems land the external tables (outside Dagster): landing.web_events, feeds.fx_rates", flush=True)
-    land_external(DEMO_START, DEMO_END + dt.timedelta(days=1))
-    observe_external(defs, instance)
-    results = materialize_platform(defs, instance, DEMO_START.isoformat(), DEMO_END.isoformat(), log_file=log_file)
-    if not all(r.success for r in results):
-        print(f"\nthe demo failed; see {log_file}")
-        return 1
-    print("\n== tables written (read back from the stores)")
-    for line in table_report():
-        print(line)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

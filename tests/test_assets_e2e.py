@@ -11,10 +11,10 @@ import dagster as dg
 import polars as pl
 import pytest
 from deltalake import DeltaTable
+from sample_platform import synthetic
 
 from loom_assets.declare import Source, Table, not_null, row_count, unique
 from loom_assets.factory import build_assets
-from loom_assets.platform import synthetic
 from loom_resources import ColumnSchema
 from loom_resources.clickhouse import ClickHouseResource
 from loom_resources.delta import DeltaResource

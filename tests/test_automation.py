@@ -37,7 +37,7 @@ def test_condition_and_freshness_pass_through() -> None:
 
 
 def test_sample_platform_conditions_evaluate_as_declared() -> None:
-    from loom_assets import defs
+    from sample_platform.definitions import defs
 
     graph = defs.resolve_asset_graph()
     assert graph.get(RAW_ORDERS).freshness_policy == dg.FreshnessPolicy.time_window(fail_window=dt.timedelta(hours=26))

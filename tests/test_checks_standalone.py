@@ -115,7 +115,7 @@ def test_schema_check_alone_finds_a_table_changed_by_hand(resources: dict[str, A
 
 
 def test_every_check_has_a_description_and_can_run_alone() -> None:
-    from loom_assets import defs
+    from sample_platform.definitions import defs
 
     declared = [c for c in defs.asset_checks or [] if isinstance(c, dg.AssetChecksDefinition) and c.node_def.name.endswith("__checks")]
     assert len(declared) == 15  # one per table of the sample platform
@@ -135,12 +135,12 @@ def test_every_check_has_a_description_and_can_run_alone() -> None:
 def test_check_job_from_the_cli(tmp_path: Path) -> None:
     from tests.test_cli import run
 
-    mat = run(["asset", "materialize", "-m", "loom_assets", "--select", "raw/orders,raw/products",
+    mat = run(["asset", "materialize", "-m", "sample_platform.definitions", "--select", "raw/orders,raw/products",
                "--partition", "2026-11-02"], tmp_path, LOOM_DEMO_ROWS_PER_DAY="50")
     assert mat.returncode == 0, mat.stderr[-3000:]
     uri = str(tmp_path / "delta" / "raw" / "orders")
     version = DeltaTable(uri).version()
-    checks = run(["job", "execute", "-m", "loom_assets", "-j", "loom_checks", "-o", "raw__orders__checks*",
+    checks = run(["job", "execute", "-m", "sample_platform.definitions", "-j", "loom_checks", "-o", "raw__orders__checks*",
                   "--tags", json.dumps({"dagster/partition": "2026-11-02"})], tmp_path)
     out = checks.stdout + checks.stderr
     assert checks.returncode == 0, out[-3000:]

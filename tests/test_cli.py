@@ -24,7 +24,7 @@ def run(args: list[str], home: Path, **env: str) -> subprocess.CompletedProcess[
 
 
 def test_asset_list_and_validate(tmp_path: Path) -> None:
-    listed = run(["asset", "list", "-m", "loom_assets"], tmp_path)
+    listed = run(["asset", "list", "-m", "sample_platform.definitions"], tmp_path)
     assert listed.returncode == 0, listed.stderr
     keys = set(listed.stdout.split())
     assert {"raw/orders", "staging/orders", "marts/daily_category_revenue", "exports/category_revenue"} <= keys
@@ -35,7 +35,7 @@ def test_asset_list_and_validate(tmp_path: Path) -> None:
 
 
 def test_partition_range_backfill_is_one_run_one_commit_and_rerun_identical(tmp_path: Path) -> None:
-    args = ["asset", "materialize", "-m", "loom_assets", "--select", "raw/orders",
+    args = ["asset", "materialize", "-m", "sample_platform.definitions", "--select", "raw/orders",
             "--partition-range", "2026-11-02...2026-11-04"]
     first = run(args, tmp_path, LOOM_DEMO_ROWS_PER_DAY="300")
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
@@ -54,7 +54,7 @@ def test_partition_range_backfill_is_one_run_one_commit_and_rerun_identical(tmp_
     assert isinstance(df2, pl.DataFrame)
     assert df2.equals(df1)
     # a neighbouring range leaves the first one's partitions as they were
-    third = run(["asset", "materialize", "-m", "loom_assets", "--select", "raw/orders",
+    third = run(["asset", "materialize", "-m", "sample_platform.definitions", "--select", "raw/orders",
                  "--partition-range", "2026-11-05...2026-11-05"], tmp_path, LOOM_DEMO_ROWS_PER_DAY="300")
     assert third.returncode == 0, third.stderr[-3000:]
     df3 = pl.from_arrow(DeltaTable(uri).to_pyarrow_table())
@@ -64,18 +64,18 @@ def test_partition_range_backfill_is_one_run_one_commit_and_rerun_identical(tmp_
 
 
 def test_fresh_instance_gets_its_config_and_everything_runs_over_a_range(tmp_path: Path) -> None:
-    listed = run(["asset", "list", "-m", "loom_assets"], tmp_path)
+    listed = run(["asset", "list", "-m", "sample_platform.definitions"], tmp_path)
     assert listed.returncode == 0, listed.stderr
     cfg = (tmp_path / "dagster" / "dagster.yaml").read_text()  # written on first load, when missing
     assert "max_concurrent_runs: 1" in cfg and "default_limit: 1" in cfg
     # the external tables are landed by their own systems first (the demo plays them)
     land = subprocess.run(
-        [sys.executable, "-c", "import datetime as d; from loom_assets.platform.external import land_external; "
+        [sys.executable, "-c", "import datetime as d; from sample_platform.external import land_external; "
          "land_external(d.date(2026, 11, 15), d.date(2026, 11, 18))"],
         cwd=ROOT, env={**os.environ, "LOOM_HOME": str(tmp_path)}, capture_output=True, text=True, timeout=120)
     assert land.returncode == 0, land.stderr[-2000:]
     # every asset, partitioned or not, over a partition range: one run
-    everything = run(["asset", "materialize", "-m", "loom_assets", "--select", "*",
+    everything = run(["asset", "materialize", "-m", "sample_platform.definitions", "--select", "*",
                       "--partition-range", "2026-11-15...2026-11-17"], tmp_path, LOOM_DEMO_ROWS_PER_DAY="20",
                      PYTHONWARNINGS="ignore::FutureWarning")
     out = everything.stdout + everything.stderr

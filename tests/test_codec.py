@@ -10,9 +10,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from sample_platform.platform import TABLES as ALL_TABLES
 
 from loom_assets import Table
-from loom_assets.platform import TABLES as ALL_TABLES
 from loom_resources import (
     Backend,
     ClickHouseTableOptions,

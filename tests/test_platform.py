@@ -44,14 +44,16 @@ def snapshot(home: Path, url: str) -> dict[str, int]:
 def test_sample_platform(loom_home: Path, chdb_url: str, monkeypatch: pytest.MonkeyPatch,
                          capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("LOOM_DEMO_ROWS_PER_DAY", "200")
-    from loom_assets import defs
+    from sample_platform.definitions import defs
+    from sample_platform.external import land_external
+    from sample_platform.platform import TABLES
+
     from loom_assets.demo import materialize_platform
-    from loom_assets.platform.external import land_external
 
     instance = dg.DagsterInstance.ephemeral()
     land_external(date(2026, 11, 1), date(2026, 11, 15))
     log_file = loom_home / "logs" / "test-demo.log"
-    results = materialize_platform(defs, instance, "2026-11-01", "2026-11-14", log_file=log_file)
+    results = materialize_platform(defs, instance, "2026-11-01", "2026-11-14", tables=TABLES, log_file=log_file)
     assert all(r.success for r in results)
     # the console: one line per table with rows, seconds, where SQL ran and the checks' outcome
     printed = capsys.readouterr().out
@@ -98,7 +100,7 @@ def test_sample_platform(loom_home: Path, chdb_url: str, monkeypatch: pytest.Mon
     assert set(records["table_name"]) >= {"raw.orders", "marts.daily_category_revenue", "exports.category_revenue"}
 
     before = snapshot(loom_home, chdb_url)
-    again = materialize_platform(defs, instance, "2026-11-01", "2026-11-14", log_level="WARNING")
+    again = materialize_platform(defs, instance, "2026-11-01", "2026-11-14", tables=TABLES, log_level="WARNING")
     assert all(r.success for r in again)
     assert snapshot(loom_home, chdb_url) == before
     assert delta(loom_home, "raw.orders").sort("order_id").equals(raw.sort("order_id"))

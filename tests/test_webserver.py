@@ -46,7 +46,7 @@ mutation($params: ExecutionParams!) {
 
 
 SCHEDULES = """
-{ schedulesOrError(repositorySelector: {repositoryLocationName: "loom_assets", repositoryName: "__repository__"}) {
+{ schedulesOrError(repositorySelector: {repositoryLocationName: "sample_platform", repositoryName: "__repository__"}) {
     ... on Schedules { results { name cronSchedule pipelineName description } }
     ... on PythonError { message } } }"""
 
@@ -85,7 +85,7 @@ def test_webserver_lists_assets_and_launches_a_run(tmp_path: Path) -> None:
         assert "raw/orders" in daily["description"] and "raw/products" not in daily["description"]
         params = {
             "selector": {
-                "repositoryLocationName": "loom_assets", "repositoryName": "__repository__",
+                "repositoryLocationName": "sample_platform", "repositoryName": "__repository__",
                 "jobName": "__ASSET_JOB", "assetSelection": [{"path": ["raw", "products"]}],
             },
             "runConfigData": {},

@@ -30,7 +30,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 BIN = Path(sys.executable).parent
-LOCATION = "loom_assets"
+LOCATION = "sample_platform"
 BACKFILL_RANGE = "[2026-11-15...2026-11-17]"
 BACKFILL_DAYS = ["2026-11-15", "2026-11-16", "2026-11-17"]
 ROWS_PER_DAY = 200
@@ -120,7 +120,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     # the project's instance (dagster.yaml with the run queue and pool limits), then the external
     # tables the platform reads, before the server: the embedded ClickHouse path is one process's
     subprocess.run([py, "-m", "loom_assets.settings"], cwd=ROOT, env=env, check=True, capture_output=True, timeout=120)
-    land = ("import datetime as d; from loom_assets.platform.external import land_external; "
+    land = ("import datetime as d; from sample_platform.external import land_external; "
             "land_external(d.date(2026, 11, 1), d.date(2026, 11, 20))")
     subprocess.run([py, "-c", land], cwd=ROOT, env=env, check=True, capture_output=True, timeout=300)
 
@@ -165,7 +165,7 @@ def _location_loaded(srv: Server) -> bool:
 
 def _stop_automation(srv: Server) -> None:
     """Stop the automation sensor so that only the test's runs use the one-run queue."""
-    data = srv.gql("""{ sensorOrError(sensorSelector: {repositoryLocationName: "loom_assets",
+    data = srv.gql("""{ sensorOrError(sensorSelector: {repositoryLocationName: "sample_platform",
         repositoryName: "__repository__", sensorName: "loom_automation"}) {
         ... on Sensor { jobOriginId sensorState { selectorId } } } }""")
     sensor = data["sensorOrError"]

@@ -3,10 +3,10 @@ Delta, a fresh clickhouse-connect client for ClickHouse) — not from what the w
 
 from __future__ import annotations
 
-from loom_assets.platform import TABLES
 from loom_assets.settings import clickhouse_url, default_resources
 from loom_resources import Backend, WriteMode
 from loom_resources.run_records import RUN_RECORDS_REF
+from sample_platform.platform import TABLES
 
 
 def table_report() -> list[str]:

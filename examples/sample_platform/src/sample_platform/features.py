@@ -8,7 +8,7 @@ import dagster as dg
 import polars as pl
 
 from loom_assets.declare import Source, Table
-from loom_assets.platform.tables import C
+from sample_platform.tables import C
 
 PARQUET_IO_MANAGER = "polars_parquet_io_manager"
 

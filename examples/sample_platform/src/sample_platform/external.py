@@ -12,9 +12,9 @@ import polars as pl
 
 from loom_assets.declare import Table, not_null
 from loom_assets.external import ExternalTable
-from loom_assets.platform.synthetic import N_CUSTOMERS
-from loom_assets.platform.tables import C, daily
 from loom_resources import TableRef
+from sample_platform.synthetic import N_CUSTOMERS
+from sample_platform.tables import C, daily
 
 WEB_EVENTS = ExternalTable(
     "landing.web_events", "delta",

@@ -9,8 +9,8 @@ import dagster as dg
 import polars as pl
 
 from loom_assets.declare import Source, Table, accepted_values, not_null, row_count, unique
-from loom_assets.platform import synthetic
 from loom_resources import ClickHouseTableOptions, ColumnSchema, HistoryOptions, col, param
+from sample_platform import synthetic
 
 DEMO_START = dt.date(2026, 11, 1)
 DEMO_END = dt.date(2026, 11, 14)  # inclusive: `make demo` materializes 14 days

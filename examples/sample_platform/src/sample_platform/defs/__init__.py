@@ -1,0 +1,1 @@
+"""Definitions folder of the sample platform (``dg``'s ``defs`` convention)."""
