@@ -7,7 +7,7 @@ names back in a separate process). The runner sets ``LOOM_HOME`` (and for the co
 ``LOOM_CLICKHOUSE_URL``) per case, so each case has its own embedded ClickHouse path.
 
 Loom is used only through its public API: ``Table``, ``Source``, ``build_definitions`` and the
-``ColumnSchema`` type; the stores are found where the README says (``$LOOM_HOME/delta/<schema>/<table>``,
+``ColumnSchema`` type; the stores are found where docs/operations.md says (``$LOOM_HOME/delta/<schema>/<table>``,
 ``$LOOM_CLICKHOUSE_URL``).
 
 Wall time is the write only: for Dagster cases the whole ``dagster.materialize()`` call, the first

@@ -5,8 +5,8 @@ Arrow IPC file, which the engine then reads back and parses (``INSERT ... FROM I
 reads Arrow tables in the process's memory through its ``Python()`` table function, so the
 embedded engine takes a batch with ``INSERT INTO t (cols) SELECT cols FROM Python(batch)``
 instead. 8M rows in fresh processes: 0.88–1.04 s in 500k batches this way against 1.13–1.57 s
-through ``insert_arrow`` (an eager frame goes in as one insert: 0.65–0.80 s; ``README.md``,
-"How rows reach ClickHouse" and the profile table).
+through ``insert_arrow`` (an eager frame goes in as one insert: 0.65–0.80 s; ``docs/write-path.md``,
+"How rows reach ClickHouse", and the profile table of ``docs/performance.md``).
 
 Why by hand: neither clickhouse-connect nor chDB offers an insert from an in-memory Arrow table.
 chDB's ``Python()`` finds the table by its variable name in the frame that runs the query, and

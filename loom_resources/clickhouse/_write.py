@@ -52,7 +52,7 @@ def arrow_level(conn: ClickHouseConnection) -> pl.CompatLevel:
     round-trips every type through it); the classic one (strings copied into large strings) for a
     server, whose version may predate Arrow's view types. Views save the copy of every string
     (8M rows on this machine: ~20% faster inserted one batch after the other, ~8% in Loom's
-    pipeline of two inserts in flight; ``README.md``, profile table)."""
+    pipeline of two inserts in flight; ``docs/performance.md``, profile table)."""
     return pl.CompatLevel.newest() if conn.is_embedded() else pl.CompatLevel.oldest()
 
 
