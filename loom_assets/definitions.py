@@ -9,6 +9,7 @@ from typing import Any
 
 import dagster as dg
 
+from loom_assets.claims import claim_tables
 from loom_assets.declare import Table
 from loom_assets.external import ExternalTable, build_external
 from loom_assets.factory import build_assets
@@ -78,7 +79,10 @@ def build_definitions(
             garbage collector's scans (:func:`gc_frozen_first_build`; a faster code-location load).
     """
     with gc_frozen_first_build(freeze_gc):
-        return _build(tables, dict(backends or default_backends()), list(assets), resources)
+        built = _build(tables, dict(backends or default_backends()), list(assets), resources)
+    # in a code server: refuse a table another live code location serves (loom_assets.claims)
+    claim_tables([t.name for t in tables if isinstance(t, Table)])
+    return built
 
 
 def _build(tables: Sequence[Table | ExternalTable], backends: dict[str, Any], plain: list[Any],
