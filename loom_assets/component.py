@@ -33,6 +33,7 @@ from typing import Annotated, Any
 
 import dagster as dg
 from dagster.components.resolved.errors import ResolutionException
+from pydantic import Field
 
 from loom_assets.declare import Table
 from loom_assets.definitions import build_definitions
@@ -55,14 +56,20 @@ def _where(context: dg.ResolutionContext, index: int, message: str) -> str:
     return f"{err.file_name}:{err.start_line_no}: "
 
 
+# table name -> "file:line: " of its YAML declaration, for errors found once all tables are built
+_POSITIONS: dict[str, str] = {}
+
+
 def _resolve_each(context: dg.ResolutionContext, models: Sequence[Any], convert: Any, what: str) -> list[Any]:
     out = []
     for i, m in enumerate(models):
         try:
             out.append(convert(m))
+            _POSITIONS[m.name] = _where(context, i, f"{what} {m.name}")
         except (SpecError, ValueError, TypeError) as e:
             name = getattr(m, "name", "?")
-            raise ResolutionException(f"{_where(context, i, str(e))}{what} {name}: {e}") from e
+            message = str(e) if name in str(e) else f"{what} {name}: {e}"
+            raise ResolutionException(f"{_where(context, i, str(e))}{message}") from e
     return out
 
 
@@ -72,6 +79,23 @@ def _resolve_tables(context: dg.ResolutionContext, models: Sequence[TableModel])
 
 def _resolve_external(context: dg.ResolutionContext, models: Sequence[ExternalTableModel]) -> list[ExternalTable]:
     return _resolve_each(context, models, to_external, "external table")
+
+
+class LoomTablesModel(dg.Model):
+    """The attributes of a ``LoomTables`` component: the JSON schema ``dg check yaml`` validates.
+
+    Dagster would derive this model from the component's fields, making each field also accept a
+    template string; a template where a list of tables belongs makes every mistake inside a table
+    an "is not valid under any of the given schemas" on the whole list. Declared here without
+    that alternative, a mistake is reported at its own line, inside its own table.
+    """
+
+    tables: list[TableModel] = Field(default_factory=list, description="Declared tables (loom_assets.Table).")
+    external: list[ExternalTableModel] = Field(
+        default_factory=list, description="Tables other systems write, read as sources (loom_assets.ExternalTable).")
+    python: list[str] = Field(default_factory=list, description="Modules (module or module:ATTR, default TABLES) "
+                                                                 "whose Python declarations are built with these.")
+    assets: list[str] = Field(default_factory=list, description="Plain Dagster assets (module:ATTR) built alongside.")
 
 
 class LoomTablesScaffolder(dg.Scaffolder):
@@ -141,6 +165,11 @@ class LoomTables(dg.Component, dg.Resolvable):
     python: Sequence[str] = ()
     assets: Sequence[str] = ()
 
+    @classmethod
+    def get_model_cls(cls) -> type[LoomTablesModel]:
+        """The YAML schema (:class:`LoomTablesModel`)."""
+        return LoomTablesModel
+
     def python_tables(self) -> list[Table | ExternalTable]:
         """The declarations of the ``python`` modules."""
         out: list[Table | ExternalTable] = []
@@ -162,4 +191,11 @@ class LoomTables(dg.Component, dg.Resolvable):
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         """The assets, checks, jobs, schedules and resources of the declared tables."""
-        return build_definitions([*self.tables, *self.external, *self.python_tables()], assets=self.plain_assets())
+        try:
+            return build_definitions([*self.tables, *self.external, *self.python_tables()], assets=self.plain_assets())
+        except SpecError as e:
+            # errors across tables (an unknown source, a cycle) name the table: add where it is declared
+            named = [t.name for t in self.tables if t.name in str(e) and _POSITIONS.get(t.name)]
+            if named:
+                raise SpecError(f"{_POSITIONS[named[0]]}{e}") from e
+            raise
