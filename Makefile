@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export LOOM_HOME ?= $(CURDIR)/.loom
 export DAGSTER_HOME ?= $(LOOM_HOME)/dagster
 
-.PHONY: demo test lint typecheck ui bench bench-quick bench-overhead bench-billion bench-official-venv clean setup instance bytecode
+.PHONY: wheel demo test lint typecheck ui bench bench-quick bench-overhead bench-billion bench-official-venv clean setup instance bytecode
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (Python 3.11) on PATH"; exit 1; }
@@ -18,6 +18,11 @@ $(STAMP): $(BIN)/python pyproject.toml examples/sample_platform/pyproject.toml
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+# the library's wheel (loom_assets + loom_resources) for your own project: dist/loom_dagster-*.whl
+wheel: $(STAMP)
+	$(BIN)/python -m pip wheel -q --no-deps -w dist .
+	rm -rf build
 
 # Byte-compile our packages: pip compiles what it installs, but an editable install leaves ours to
 # be compiled on first import, and where PYTHONDONTWRITEBYTECODE is set (this machine) on every
