@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
@@ -46,6 +47,8 @@ ColumnRef = str | tuple[str, str]
 _ALGORITHM = 1
 
 _log = logging.getLogger(__name__)
+#: A lineage leaf named ``table.column`` with plain identifiers.
+_PLAIN_COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\.([A-Za-z_][A-Za-z0-9_]*)$")
 
 
 def source_columns(source: Source, by_name: Mapping[str, Any]) -> tuple[str, ...] | None:
@@ -128,16 +131,21 @@ def _leaf_column(name: str, source: str, sources: Mapping[str, Sequence[str] | N
 
     if source not in sources:
         return None
-    try:
-        parsed = parse_one(name)  # the leaf's name is the qualified column as SQL text
-    except Exception:  # noqa: BLE001 - a name sqlglot cannot read back is an unknown column
-        return None
-    if not isinstance(parsed, exp.Column) or isinstance(parsed.this, exp.Star):
-        return None
+    plain = _PLAIN_COLUMN.match(name)  # the leaf's name is the qualified column as SQL text
+    if plain is not None:
+        column = plain.group(1)  # the usual case, read without a parse (~0.1 ms each)
+    else:
+        try:
+            parsed = parse_one(name)
+        except Exception:  # noqa: BLE001 - a name sqlglot cannot read back is an unknown column
+            return None
+        if not isinstance(parsed, exp.Column) or isinstance(parsed.this, exp.Star):
+            return None
+        column = parsed.name
     cols = sources[source]
-    if cols is not None and parsed.name not in cols:
+    if cols is not None and column not in cols:
         return None
-    return [source, parsed.name]
+    return [source, column]
 
 
 def resolve_declared(declared: Mapping[str, Sequence[ColumnRef]], *, table: str, columns: Sequence[str],

@@ -96,6 +96,11 @@ def test_union_names_every_branch() -> None:
     assert got == {"id": [("customers", "customer_id"), ("orders", "customer_id")]}
 
 
+def test_quoted_identifiers_keep_their_exact_names() -> None:
+    got = derive('SELECT `Order Id` AS id, "Qty" * 2 AS qty FROM orders', {"orders": ("Order Id", "Qty", "qty")})
+    assert got == {"id": [("orders", "Order Id")], "qty": [("orders", "Qty")]}
+
+
 def test_run_parameters_are_read_as_literals() -> None:
     got = derive("SELECT order_id, {partition_start_date} AS day FROM orders "
                  "WHERE order_date >= {partition_start_date} AND order_date < {partition_end_date}")
