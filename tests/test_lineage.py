@@ -185,6 +185,21 @@ def test_the_asset_definition_carries_lineage_with_the_sources_asset_keys(backen
         "order_id": [("raw/orders", "order_id")], "city": [("crm/customers", "city")], "qty": [("raw/orders", "qty")]}
 
 
+def test_a_plain_dagster_asset_source_is_named_by_its_key_and_its_columns_are_unknown(backends: dict[str, Any]) -> None:
+    t = Table("mart.orders", backend="delta", mode="overwrite", columns=[C("order_id", "int64"), C("note", "string")],
+              sources=[Source("ext.events", asset=True)],
+              sql="SELECT e.order_id, upper(note) AS note FROM events AS e")
+    assets = build_assets([t], backends=backends)
+    value = assets[0].metadata_by_key[dg.AssetKey(["mart", "orders"])]["dagster/column_lineage"]
+    # one source: sqlglot attributes even the unqualified column to it
+    assert {c: [(d.asset_key.path, d.column_name) for d in ds] for c, ds in value.deps_by_column.items()} == {
+        "order_id": [(["ext", "events"], "order_id")], "note": [(["ext", "events"], "note")]}
+    star = Table("mart.copy", backend="delta", mode="overwrite", columns=[C("order_id", "int64")],
+                 sources=[Source("ext.events", asset=True)], sql="SELECT * FROM events")
+    assert "dagster/column_lineage" not in build_assets([star], backends=backends)[0].metadata_by_key[
+        dg.AssetKey(["mart", "copy"])]
+
+
 def test_python_bodies_declare_lineage_or_have_none(backends: dict[str, Any]) -> None:
     assert _definition_lineage(_tables(transform=_noop), backends) is None
     declared = _tables(transform=_noop, column_lineage={
