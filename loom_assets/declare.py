@@ -28,6 +28,7 @@ from typing import Any
 
 import dagster as dg
 
+from loom_assets.lineage import ColumnRef, resolve_declared
 from loom_resources import (
     Backend,
     ClickHouseTableOptions,
@@ -163,6 +164,10 @@ class Table:
             Dagster's ``FreshnessPolicy.time_window(fail_window=fresh_within)`` (the asset's
             freshness state in the UI).
         description / owners / tags: Shown in the Dagster UI.
+        column_lineage: Output column -> the source columns it derives from, each
+            ``"schema.table.column"`` or ``(source, column)`` (``source``: the source's alias or
+            ``schema.table``); shown as the asset's column lineage. SQL bodies get it derived
+            (:mod:`loom_assets.lineage`); a column declared here replaces the derived one.
     """
 
     name: str
@@ -189,6 +194,7 @@ class Table:
     description: str | None = None
     owners: Sequence[str] = ()
     tags: Mapping[str, str] = field(default_factory=dict)
+    column_lineage: Mapping[str, Sequence[ColumnRef]] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sources", tuple(s if isinstance(s, Source) else Source(s) for s in self.sources))
@@ -212,6 +218,15 @@ class Table:
             for c in chk.columns:
                 if c not in cols:
                     raise SpecError(f"table {self.name}: check {chk.name!r} names unknown column {c!r}")
+        self.declared_lineage  # noqa: B018 - validates column_lineage
+
+    @functools.cached_property
+    def declared_lineage(self) -> dict[str, tuple[tuple[str, str], ...]]:
+        """``column_lineage`` checked and resolved to output column -> ``(source alias, column)`` pairs."""
+        if not self.column_lineage:
+            return {}
+        return resolve_declared(self.column_lineage, table=self.name, columns=self.target.column_names,
+                                sources=self.sources)  # type: ignore[arg-type]
 
     @functools.cached_property
     def ref(self) -> TableRef:

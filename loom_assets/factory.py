@@ -23,12 +23,13 @@ from dagster import AssetExecutionContext
 from loom_assets.checks import build_checks
 from loom_assets.declare import Table
 from loom_assets.external import ExternalTable
+from loom_assets.lineage import column_lineage
 from loom_assets.signatures import signature_once
 from loom_assets.sql_body import bind_sql, check_sql
-from loom_assets.sql_cache import TABLES_CACHE
+from loom_assets.sql_cache import LINEAGE_CACHE, TABLES_CACHE
 from loom_resources import Backend, SpecError, UnsupportedTypeError
 from loom_resources.binding import AssetBinding, InputBinding
-from loom_resources.metadata import STARTED_AT_METADATA, column_schema_metadata
+from loom_resources.metadata import COLUMN_LINEAGE_METADATA, STARTED_AT_METADATA, column_schema_metadata
 from loom_resources.model import SourceSpec
 from loom_resources.run_params import run_params
 from loom_resources.run_records import RUN_RECORDS_REF, RUN_RECORDS_SPEC, record_failure
@@ -155,6 +156,12 @@ def build_asset(table: Table, by_name: dict[str, Any], backends: Backends, *, po
         "dagster/table_name": str(spec.ref),
         **binding.metadata(),
     }
+    # derived once per load (remembered across loads); on the definition so the UI shows it before
+    # the first run, and on every materialization since the UI reads it from the latest one
+    lineage = column_lineage(table, by_name)
+    output_metadata: dict[str, Any] = {}
+    if lineage is not None:
+        metadata[COLUMN_LINEAGE_METADATA] = output_metadata[COLUMN_LINEAGE_METADATA] = lineage
     needed = {spec.backend.value, RUN_RECORDS_SPEC.backend.value} | {
         Backend(by_name[str(s.ref)].backend).value for s in table.sources if not s.asset}  # type: ignore[union-attr]
 
@@ -186,7 +193,7 @@ def build_asset(table: Table, by_name: dict[str, Any], backends: Backends, *, po
             record_failure(context.resources, context.run.run_id, table.asset_key.to_user_string(), spec, params,
                            exc, started)
             raise
-        yield dg.Output(out, metadata={STARTED_AT_METADATA: started.isoformat()})
+        yield dg.Output(out, metadata={STARTED_AT_METADATA: started.isoformat(), **output_metadata})
 
     return _asset
 
@@ -222,9 +229,12 @@ def build_assets(tables: Sequence[Table | ExternalTable], *, pool: str | None = 
     validate_tables(tables, backends)
     by_name = {str(t.ref): t for t in tables}
     out: list[dg.AssetsDefinition] = []
-    for t in tables:
-        if not isinstance(t, Table):
-            continue
-        out.append(build_asset(t, by_name, backends, pool=pool))
-        out.append(build_checks(t, _backend(backends, t).expected_schema(t.target), pool=pool))
+    try:
+        for t in tables:
+            if not isinstance(t, Table):
+                continue
+            out.append(build_asset(t, by_name, backends, pool=pool))
+            out.append(build_checks(t, _backend(backends, t).expected_schema(t.target), pool=pool))
+    finally:
+        LINEAGE_CACHE.save()  # the lineage derived by this load, for the next one
     return out

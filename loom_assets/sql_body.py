@@ -32,13 +32,18 @@ def parameters(sql: str) -> set[str]:
     return set(_PARAM.findall(sql))
 
 
+def neutral_sql(sql: str) -> str:
+    """``sql`` with each ``{name}`` parameter read as ``NULL``, so the parser sees plain SQL."""
+    return _PARAM.sub("NULL", sql)
+
+
 def referenced_tables(sql: str, *, table: str) -> set[str]:
     """Names of the tables ``sql`` reads, without CTE names.
 
     Raises:
         SpecError: naming the table when the SQL cannot be parsed.
     """
-    neutral = _PARAM.sub("NULL", sql)
+    neutral = neutral_sql(sql)
     known = TABLES_CACHE.get(neutral)
     if known is not None:
         return known

@@ -21,6 +21,7 @@ has a YAML form:
 ``automation_condition``     ``eager``, ``on_missing`` or ``{on_cron: "0 2 * * *"}``
 ``fresh_within``             ``26h``, ``90m``, ``2d`` or seconds
 ``history`` / ``clickhouse``  the fields of ``HistoryOptions`` / ``ClickHouseTableOptions``
+``column_lineage``           ``{amount: [raw.orders.quantity, [products, unit_price]]}``
 ==========================  ===============================================================
 """
 
@@ -138,6 +139,9 @@ class TableModel(dg.Model):
     automation_condition: Literal["eager", "on_missing"] | dict[str, str] | None = Field(
         None, description="eager, on_missing or {on_cron: '0 2 * * *'}.")
     fresh_within: str | int | None = Field(None, description="Stale after this long: 26h, 90m, 2d or seconds.")
+    column_lineage: dict[str, list[str | list[str]]] | None = Field(
+        None, description="Output column -> its source columns, schema.table.column or [source, column] "
+                          "(derived from SQL bodies; declare it for Python ones).")
     description: str | None = None
     owners: list[str] = Field(default_factory=list)
     tags: dict[str, str] = Field(default_factory=dict)
@@ -366,7 +370,9 @@ def to_table(m: TableModel) -> Table:
         partitions=_partitions(m.partitions) if m.partitions is not None else None,
         partition_column=m.partition_column, checks=[_check(c) for c in m.checks],
         automation_condition=_automation(m.automation_condition), fresh_within=_duration(m.fresh_within),
-        description=m.description, owners=m.owners, tags=m.tags, **extra,
+        description=m.description, owners=m.owners, tags=m.tags,
+        column_lineage={k: [tuple(v) if isinstance(v, list) else v for v in refs] for k, refs in m.column_lineage.items()}
+        if m.column_lineage else None, **extra,
     )
 
 

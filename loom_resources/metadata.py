@@ -11,11 +11,13 @@ from loom_resources.dtypes import Schema
 from loom_resources.model import WriteMode, WriteResult
 
 __all__ = [
-    "SQL_ENGINE_METADATA", "STARTED_AT_METADATA", "column_schema_metadata", "partition_metadata", "write_metadata",
+    "COLUMN_LINEAGE_METADATA", "SQL_ENGINE_METADATA", "STARTED_AT_METADATA", "column_schema_metadata", "partition_metadata", "write_metadata",
 ]
 
 #: Metadata key an asset body sets to say where its SQL ran.
 SQL_ENGINE_METADATA = "loom/sql_engine"
+#: Dagster's key of a table's column lineage (a ``dagster.TableColumnLineage``).
+COLUMN_LINEAGE_METADATA = "dagster/column_lineage"
 #: Metadata key of when the asset body started.
 STARTED_AT_METADATA = "loom/started_at"
 

@@ -111,12 +111,17 @@ tables:
     partition_column: {day: day, region: region}
     transform: tests.test_component:python_twin
     automation_condition: eager
+    column_lineage: {tier: [raw.customers.tier], region: [[raw.customers, region]]}
+    sources: [raw.customers]
 """))
     t = to_table(model.tables[0])
     assert t.history == HistoryOptions(tracked_columns=("tier",), delete_policy="soft_delete")
     assert isinstance(t.partitions, dg.MultiPartitionsDefinition)
     assert t.partition_columns == {"day": "day", "region": "region"}
     assert t.transform is not None and t.transform.__qualname__ == "python_twin"  # imported by its module path
+    assert t.column_lineage == {"tier": ["raw.customers.tier"], "region": [("raw.customers", "region")]}
+    assert t.declared_lineage == Table("dims.customers", backend="delta", columns=t.columns, transform=python_twin,
+                                       sources=["raw.customers"], column_lineage=t.column_lineage).declared_lineage
 
 
 @pytest.mark.parametrize(("text", "want"), [

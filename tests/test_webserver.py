@@ -51,6 +51,11 @@ SCHEDULES = """
     ... on PythonError { message } } }"""
 
 
+COLUMN_LINEAGE = """
+{ assetNodes(assetKeys: [{path: ["staging", "orders"]}]) { metadataEntries { label
+    ... on TableColumnLineageMetadataEntry { lineage { columnName columnDeps { assetKey { path } columnName } } } } } }"""
+
+
 def test_webserver_lists_assets_and_launches_a_run(tmp_path: Path) -> None:
     home = tmp_path
     (home / "dagster").mkdir()
@@ -79,6 +84,13 @@ def test_webserver_lists_assets_and_launches_a_run(tmp_path: Path) -> None:
         nodes = gql(port, "{ assetNodes { assetKey { path } } }")["assetNodes"]
         keys = {"/".join(n["assetKey"]["path"]) for n in nodes}
         assert {"raw/products", "staging/orders", "marts/customer_lifetime_value"} <= keys
+        # the UI's column lineage reads dagster/column_lineage; a SQL table's is there before any run
+        lineage = gql(port, COLUMN_LINEAGE)["assetNodes"][0]["metadataEntries"]
+        entry = next(e for e in lineage if e["label"] == "dagster/column_lineage")
+        deps = {c["columnName"]: sorted(("/".join(d["assetKey"]["path"]), d["columnName"]) for d in c["columnDeps"])
+                for c in entry["lineage"]}
+        assert deps["amount"] == [("raw/orders", "quantity"), ("raw/products", "unit_price")]
+        assert deps["category"] == [("raw/products", "category")]
         schedules = gql(port, SCHEDULES)["schedulesOrError"]["results"]
         daily = next(s for s in schedules if s["name"] == "loom_daily_schedule")
         assert daily["cronSchedule"] == "0 0 * * *" and daily["pipelineName"] == "__ASSET_JOB"

@@ -123,6 +123,7 @@ TABLES: list[Table] = [
         transform=lambda context, orders: orders.select(
             "order_id", "order_date", "order_ts", "customer_id", "category", "amount"
         ),
+        column_lineage={c: [("orders", c)] for c in ("order_id", "order_date", "order_ts", "customer_id", "category", "amount")},
         description="Orders copied into ClickHouse for the marts (streamed, bounded memory).",
     ),
     Table(
@@ -130,6 +131,7 @@ TABLES: list[Table] = [
         sources=["staging.customers"],
         columns=[C("customer_id", "int64", False), C("segment", "string"), C("city", "string")],
         transform=lambda context, customers: customers.select("customer_id", "segment", "city"),
+        column_lineage={c: [("customers", c)] for c in ("customer_id", "segment", "city")},
     ),
     Table(
         "marts.daily_category_revenue", backend="clickhouse", mode="replace_partitions", partitions=daily,
