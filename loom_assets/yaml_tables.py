@@ -353,6 +353,11 @@ def _transform(path: str | None) -> Callable[..., Any] | None:
     return fn  # type: ignore[no-any-return]
 
 
+def _lineage(m: dict[str, list[str | list[str]]] | None) -> Any:
+    # a YAML pair [source, column] is the (source, column) tuple Table(column_lineage=) takes
+    return {k: [tuple(v) if isinstance(v, list) else v for v in refs] for k, refs in m.items()} if m else None
+
+
 def to_table(m: TableModel) -> Table:
     """The :class:`Table` a YAML declaration says (validated as a Python one is)."""
     extra: dict[str, Any] = {}
@@ -371,8 +376,7 @@ def to_table(m: TableModel) -> Table:
         partition_column=m.partition_column, checks=[_check(c) for c in m.checks],
         automation_condition=_automation(m.automation_condition), fresh_within=_duration(m.fresh_within),
         description=m.description, owners=m.owners, tags=m.tags,
-        column_lineage={k: [tuple(v) if isinstance(v, list) else v for v in refs] for k, refs in m.column_lineage.items()}
-        if m.column_lineage else None, **extra,
+        column_lineage=_lineage(m.column_lineage), **extra,
     )
 
 
