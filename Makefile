@@ -43,8 +43,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# three worker processes (pytest-xdist), one test file per worker at a time: each worker has its own
+# LOOM_HOME and embedded ClickHouse path; many tests wait on subprocesses and servers, so three
+# keep two cores busy
 test: lint typecheck
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 3 --dist loadfile
 
 # the sample platform in the Dagster UI, served by `dg dev` from its project directory
 ui: instance
