@@ -68,7 +68,8 @@ def test_file_statistics_are_exact_and_readers_skip_files_by_them(delta: DeltaRe
         assert (row["min.id"], row["max.id"]) == (held["id"].min(), held["id"].max())
         assert (row["min.name"], row["max.name"]) == (held["name"].min(), held["name"].max())
         assert row["min.day"] == dt.date(2024, 1, 1)
-        assert row["min.score"] is None  # floats: counts only
+        # finite floats: exact bounds (a zero minimum is written as -0.0, equal to 0.0)
+        assert (row["min.score"], row["max.score"]) == (held["score"].min(), held["score"].max())
     # a filtered read prunes files by id and still returns exactly the matching rows
     lo, hi = 250, 260
     got = pl.scan_delta(delta.table_uri(spec.ref)).filter(pl.col("id").is_between(lo, hi)).collect()
@@ -265,13 +266,13 @@ def test_a_table_with_column_invariants_keeps_delta_rs_writer(tmp_path: Path) ->
                                schema_mode=None)
 
 
-def test_long_strings_give_a_prefix_as_minimum_and_no_maximum(delta: DeltaResource) -> None:
+def test_long_strings_give_a_prefix_as_minimum_and_an_incremented_prefix_as_maximum(delta: DeltaResource) -> None:
     spec = _spec("long")
     long_a, long_b = "a" * 100 + "z", "b" * 200
     delta.write(_frame([1, 2, 3]).with_columns(pl.Series("name", [long_a, long_b, None])), spec, RunParams())
     uri = delta.table_uri(spec.ref)
     row = pl.DataFrame(DeltaTable(uri).get_add_actions(flatten=True)).row(0, named=True)
-    assert row["min.name"] == "a" * 32 and row["max.name"] is None
+    assert row["min.name"] == "a" * 32 and row["max.name"] == "b" * 31 + "c"
     # the bounds still let readers find every value
     for value, i in ((long_a, 1), (long_b, 2)):
         assert pl.scan_delta(uri).filter(pl.col("name") == value).collect()["id"].to_list() == [i]

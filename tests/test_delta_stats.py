@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 from pathlib import Path
 from typing import Any
 
@@ -102,3 +103,114 @@ def test_partition_values_the_predicate_cannot_compare_fall_back_to_a_scan(delta
     delta.write(_frame(700), spec, RunParams())
     assert _counts(_MistypedLog(delta), spec, range(0, 7)) == _counts(_ScanOnly(delta), spec, range(0, 7)) \
         == {(DAY0 + dt.timedelta(days=i)).isoformat(): 100 for i in range(7)}
+
+
+# -- statistics no reader can misread (issue 23, defect 1) ---------------------------------------
+
+def _mixed_spec(partition_by: tuple[str, ...] = ()) -> TargetSpec:
+    cols = [ColumnSchema("flag", "boolean"), ColumnSchema("x", "float64"), ColumnSchema("amount", "decimal(10,2)"),
+            ColumnSchema("s", "string"), ColumnSchema("k", "string")]
+    return TargetSpec(ref=TableRef("s", "mixed"), backend=Backend.DELTA, columns=tuple(cols), partition_by=partition_by)
+
+
+def _mixed(n: int = 2) -> pl.DataFrame:
+    # one row matches each filter below; the other row does not
+    return pl.DataFrame({
+        "flag": [True] + [False] * (n - 1), "x": [3.0] + [1.0] * (n - 1),
+        "amount": [decimal.Decimal("-1.50")] + [decimal.Decimal("2.00")] * (n - 1),
+        "s": ["z" * 40] + ["y" * 40] * (n - 1), "k": ["a"] * n,
+    }, schema_overrides={"amount": pl.Decimal(10, 2)})
+
+
+def _arrow_filters() -> dict[str, Any]:
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    return {
+        "flag == true": ds.field("flag") == True,  # noqa: E712  (an Arrow expression, not a Python test)
+        "x > 2.0": ds.field("x") > 2.0,
+        "amount < 0": ds.field("amount") < ds.scalar(pa.scalar(decimal.Decimal("0.00"), pa.decimal128(10, 2))),
+        "s == 'z'*40": ds.field("s") == "z" * 40,
+    }
+
+
+def test_deltalake_dataset_filters_find_the_rows_of_polars_encoded_files(tmp_path: Path) -> None:
+    """deltalake read a null count without bounds as "nulls only" and skipped the file."""
+    from deltalake import DeltaTable
+
+    delta = DeltaResource(root=str(tmp_path), parquet_writer="polars")
+    spec = _mixed_spec()
+    delta.write(_mixed(), spec, RunParams())
+    dataset = DeltaTable(delta.table_uri(spec.ref)).to_pyarrow_dataset()
+    found = {name: dataset.to_table(filter=f).num_rows for name, f in _arrow_filters().items()}
+    assert found == dict.fromkeys(found, 1)
+
+
+def test_our_read_on_the_arrow_dataset_path_finds_the_rows(tmp_path: Path) -> None:
+    """A table root with '=' in its path makes ``read`` take deltalake's Arrow dataset."""
+    from deltalake import DeltaTable
+
+    from loom_resources import SourceSpec, col
+    from loom_resources.delta._read import native_scan_is_exact
+
+    root = tmp_path / "lake=1"
+    root.mkdir()
+    delta = DeltaResource(root=str(root), parquet_writer="polars")
+    spec = _mixed_spec(partition_by=("k",))
+    delta.write(_mixed(108), spec, RunParams())
+    assert not native_scan_is_exact(DeltaTable(delta.table_uri(spec.ref)))
+    for pred, truth in [(col("x").gt(2.0), 1), (col("x").lt(2.0), 107), (col("flag").eq(True), 1),
+                        (col("amount").lt(decimal.Decimal("0")), 1), (col("s").eq("y" * 40), 107)]:
+        got = delta.read(SourceSpec(spec.ref, predicate=pred), RunParams()).collect()
+        assert got.height == truth, pred
+
+
+@pytest.mark.parametrize("values, has_bounds", [
+    ([1.0, float("nan")], False), ([1.0, float("inf")], False), ([-float("inf"), 1.0], False),
+    ([1.0, None], True), ([None, None], False),
+])
+def test_float_columns_with_nan_or_infinity_carry_no_statistics(values: list[float | None], has_bounds: bool) -> None:
+    import json
+
+    from loom_resources import dtypes as t
+    from loom_resources.delta._stats import file_stats
+
+    stats = json.loads(file_stats(pl.DataFrame({"x": values}, schema={"x": pl.Float64}), {"x": t.Float64()}))
+    assert ("x" in stats.get("maxValues", {})) is has_bounds
+    # a null count without bounds is only written when it says "all null", which is the truth
+    assert ("x" in stats["nullCount"]) is (has_bounds or all(v is None for v in values))
+
+
+def test_zero_bounds_hold_negative_zero() -> None:
+    import json
+
+    from loom_resources import dtypes as t
+    from loom_resources.delta._stats import file_stats
+
+    stats = json.loads(file_stats(pl.DataFrame({"x": [0.0, -0.0, 0.0]}), {"x": t.Float64()}))
+    assert str(stats["minValues"]["x"]) == "-0.0" and str(stats["maxValues"]["x"]) == "0.0"
+
+
+@pytest.mark.parametrize("value, bound", [
+    ("a" * 32, "a" * 32), ("a" * 40, "a" * 31 + "b"), ("é" * 40, "é" * 31 + "ê"),
+    ("a" * 31 + "\U0010ffff" * 9, "a" * 30 + "b"), ("a" * 31 + "\ud7ff" + "b", "a" * 31 + "\ue000"),
+    ("\U0010ffff" * 33, None),
+])
+def test_string_maximum_is_an_incremented_prefix(value: str, bound: str | None) -> None:
+    from loom_resources.delta._stats import string_max_bound
+
+    assert string_max_bound(value) == bound
+    if bound is not None:
+        assert bound >= value or value.startswith(bound[:-1]) and bound > value[: len(bound)]
+
+
+def test_wide_decimals_and_binary_carry_no_statistics() -> None:
+    import json
+
+    from loom_resources import dtypes as t
+    from loom_resources.delta._stats import file_stats
+
+    df = pl.DataFrame({"d": [decimal.Decimal("99999999999999999999999999999999999.99")], "b": [b"x"]},
+                      schema={"d": pl.Decimal(38, 2), "b": pl.Binary})
+    stats = json.loads(file_stats(df, {"d": t.Decimal(38, 2), "b": t.Binary()}))
+    assert stats == {"numRecords": 1, "nullCount": {}}

@@ -4,7 +4,7 @@ Why by hand: delta-rs' writer encodes Parquet on one thread, Polars' writer on e
 the 2-core bench machine, 5M streamed rows into a new table take 0.40 s this way against
 0.64 s for ``LazyFrame.sink_delta`` (``bench/overhead.py``). deltalake has no helper that turns
 files written by another engine into add actions, so this module writes the files, computes
-each file's Delta statistics from the frame it wrote, and commits them through deltalake's own
+each file's Delta statistics from the frame it wrote (``_stats.file_stats``: the per-type rule), and commits them through deltalake's own
 transaction API (``create_table_with_add_actions``, ``DeltaTable.create_write_transaction``):
 still one commit carrying the write's app transaction, still delta-rs' conflict checks.
 
@@ -36,8 +36,9 @@ from loom_resources import dtypes as t
 from loom_resources.delta._batches import BatchSource
 from loom_resources.delta._commit import commit_properties, is_conflict
 from loom_resources.delta._location import DeltaLocation
+from loom_resources.delta._stats import file_stats
 from loom_resources.delta._sweep import StoreFiles
-from loom_resources.dtypes import DataType, Schema
+from loom_resources.dtypes import Schema
 from loom_resources.partitions import PartitionValues
 
 if TYPE_CHECKING:
@@ -55,10 +56,6 @@ TARGET_FILE_BYTES = 64 * 2**20
 # Partition columns whose values have one obvious Delta string form (the spec's "Partition
 # Value Serialization"); others (timestamps, decimals, floats) keep delta-rs' writer.
 _PARTITION_TYPES = (t.Int8, t.Int16, t.Int32, t.Int64, t.String, t.Date, t.Boolean)
-# Columns whose min/max go into the file statistics: exact in JSON and ordered the way Delta
-# readers compare them; timestamps in delta-rs' millisecond form, widened to whole milliseconds.
-# Other columns (floats with NaN, decimals JSON would round, booleans, nested) get counts only.
-_MINMAX_TYPES = (t.Int8, t.Int16, t.Int32, t.Int64, t.Date, t.String, t.Datetime)
 # Writer features delta-rs' transaction API handles the same way as its writer.
 _PLAIN_FEATURES = {"timestampNtz", "invariants"}
 # Files of an object-store write stored in the background while the next one is encoded.
@@ -143,46 +140,6 @@ def _dir_name(column: str, value: str | None) -> str:
     if value is None:
         return f"{column}=__HIVE_DEFAULT_PARTITION__"
     return f"{column}={quote(value, safe='')}"
-
-
-_STRING_STATS = 32  # characters of a string statistic, as delta-rs keeps them
-
-
-def _json_value(value: Any, *, up: bool) -> Any:
-    """A min (``up=False``) or max statistic in the log's JSON form (``None``: no valid bound,
-    all values null included)."""
-    if isinstance(value, str) and len(value) > _STRING_STATS:
-        # a prefix is a valid lower bound, not an upper one: long maxima are left out
-        return None if up else value[:_STRING_STATS]
-    if isinstance(value, dt.datetime):
-        ms = value.replace(microsecond=value.microsecond // 1000 * 1000)
-        if up and ms != value:
-            ms += dt.timedelta(milliseconds=1)  # a bound must hold every value of the file
-        if value.tzinfo is not None:
-            return f"{ms.astimezone(dt.UTC):%Y-%m-%dT%H:%M:%S}.{ms.microsecond // 1000:03d}Z"
-        return f"{ms:%Y-%m-%d %H:%M:%S}.{ms.microsecond // 1000:03d}"
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    return value
-
-
-def file_stats(df: pl.DataFrame, types: dict[str, DataType]) -> str:
-    """The Delta statistics of one file holding ``df``: rows, nulls per flat column, and min/max
-    of the columns whose JSON form is exact."""
-    flat = [c for c in df.columns if not df.schema[c].is_nested()]
-    minmax = [c for c in flat if isinstance(types.get(c), _MINMAX_TYPES)]
-    exprs = [pl.col(c).null_count().alias(f"n{i}") for i, c in enumerate(flat)]
-    exprs += [pl.col(c).min().alias(f"a{i}") for i, c in enumerate(minmax)]
-    exprs += [pl.col(c).max().alias(f"z{i}") for i, c in enumerate(minmax)]
-    row = df.select(exprs).row(0, named=True) if exprs else {}
-    stats: dict[str, Any] = {"numRecords": df.height, "nullCount": {c: row[f"n{i}"] for i, c in enumerate(flat)}}
-    lows = {c: v for i, c in enumerate(minmax) if (v := _json_value(row[f"a{i}"], up=False)) is not None}
-    highs = {c: v for i, c in enumerate(minmax) if (v := _json_value(row[f"z{i}"], up=True)) is not None}
-    if lows:
-        stats["minValues"] = lows
-    if highs:
-        stats["maxValues"] = highs
-    return json.dumps(stats)
 
 
 def _chunks(frames: Iterator[pl.DataFrame], target: int) -> Iterator[pl.DataFrame]:
