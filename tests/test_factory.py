@@ -122,7 +122,7 @@ def test_clickhouse_reserved_schemas_whatever_their_case(backends: dict[str, Any
 
 
 def test_delta_refuses_a_case_variant_of_the_loom_schema_at_write(tmp_path: Path) -> None:
-    from loom_resources import RunParams, TargetSpec, TableRef
+    from loom_resources import RunParams, TableRef, TargetSpec
     from loom_resources.model import Backend as B
 
     delta = DeltaResource(root=str(tmp_path))
