@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import polars as pl
 from deltalake import DeltaTable
 
-from loom_resources.conform import conform, frame_partitions, with_audit_columns
+from loom_resources.conform import check_partition_markers, conform, frame_partitions, with_audit_columns
 from loom_resources.delta._batches import BatchSource, batch_schema, whole_microseconds_check
 from loom_resources.delta._commit import commit, render, with_retries
 from loom_resources.delta._files import ParquetFiles, replace_filter, supported
@@ -157,7 +157,8 @@ def prepare_write(
         columns = tuple(dataclasses.replace(x, nullable=stored_null.get(x.name, True)) for x in columns)
     if spec.mode is not WriteMode.HISTORY:
         out = out.select([x.name for x in columns])
-    plan = plan.with_checks(whole_microseconds_check(columns, str(spec.ref)))
+    plan = plan.with_checks(whole_microseconds_check(columns, str(spec.ref)),
+                            lambda df: check_partition_markers(df, spec))
     return DeltaWrite(plan=plan, loc=loc, table=table, stored=stored, frame=out, columns=columns,
                       new_columns=c.new_columns, schema=batch_schema(storable_columns(columns)))
 
