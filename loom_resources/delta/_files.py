@@ -33,7 +33,7 @@ import polars as pl
 
 from loom_resources import dtypes as t
 from loom_resources.delta._batches import BatchSource
-from loom_resources.delta._commit import commit_properties, is_conflict
+from loom_resources.delta._commit import commit_properties, committed_version, is_conflict
 from loom_resources.delta._location import DeltaLocation
 from loom_resources.delta._stats import file_stats
 from loom_resources.delta._sweep import StoreFiles
@@ -298,13 +298,15 @@ class ParquetFiles:
         self._written, self.adds = [], None
 
     def commit(self, table: DeltaTable | None, *, mode: str, replace: list[tuple[str, str, Any]] | None,
-               app_id: str | None, predicate: str | None = None) -> None:
+               app_id: str | None, predicate: str | None = None) -> int:
         """One commit of the files: creating the table (``table is None``), appending, or
-        overwriting the whole table or the partitions ``replace`` selects."""
+        overwriting the whole table or the partitions ``replace`` selects. Returns the version
+        committed (not the latest: a concurrent writer may have committed since)."""
         from deltalake import Schema
         from deltalake.transaction import create_table_with_add_actions
 
         adds = self.actions()
+        commit_id = uuid.uuid4().hex
         try:
             if table is None:
                 create_table_with_add_actions(
@@ -316,9 +318,12 @@ class ParquetFiles:
             else:
                 table.create_write_transaction(
                     list[Any](adds), mode, schema=table.schema(), partition_by=list(self.partition_by) or None,
-                    partition_filters=replace, commit_properties=commit_properties(self.loc, app_id, predicate=predicate),
+                    partition_filters=replace,
+                    commit_properties=commit_properties(self.loc, app_id, predicate=predicate, commit_id=commit_id),
                 )
         except BaseException as exc:
             self.uncertain = self.uncertain or not is_conflict(exc)
             raise
         self.committed = True
+        # a creation is version 0 (put-if-absent, no retries); a later commit is looked up by its id
+        return 0 if table is None else committed_version(self.loc, table.version(), commit_id)
