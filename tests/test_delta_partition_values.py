@@ -73,3 +73,16 @@ def test_replacing_the_empty_partition_cannot_keep_its_old_rows(store: Any) -> N
 def test_null_partitions_still_round_trip(store: Any) -> None:
     store.write(_frame([1, 2, 3], [None, "a", " "]), _spec(), RunParams())
     assert _rows(store) == [(1, None), (2, "a"), (3, " ")]
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_replacing_the_null_partition_replaces_exactly_it(store: Any, streaming: bool) -> None:
+    """Found by the conformance suite: the replace predicate said ``k IN (NULL)``, which matches
+    nothing (delta-rs refused the commit: "validation check failed with value Boolean(NULL)")."""
+    store.write(_frame([1, 2, 3], [None, None, "a"]), _spec(), RunParams())
+    new = _frame([10], [None])
+    store.write(new.lazy() if streaming else new, _spec(WriteMode.REPLACE_PARTITIONS), RunParams(), streaming=streaming)
+    assert _rows(store) == [(3, "a"), (10, None)]
+    both = _frame([11, 12], [None, "a"])
+    store.write(both.lazy() if streaming else both, _spec(WriteMode.REPLACE_PARTITIONS), RunParams(), streaming=streaming)
+    assert _rows(store) == [(11, None), (12, "a")]
