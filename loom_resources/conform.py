@@ -157,8 +157,10 @@ def check_unique_keys(df: pl.DataFrame, spec: TargetSpec) -> None:
 
 
 def partition_filter(values: tuple[Mapping[str, Any], ...]) -> pl.Expr:
-    """A Polars expression true for rows inside any of the given partitions (all rows for none)."""
-    return to_expr(partition_predicate(values)) if values else pl.lit(True)
+    """A Polars expression true for rows inside any of the given partitions (all rows for none),
+    false for every other row: a comparison with a null (``pk_s = 'a'`` on a row whose ``pk_s`` is
+    null) is outside, never null, so ``~partition_filter(...)`` keeps such rows."""
+    return to_expr(partition_predicate(values)).fill_null(False) if values else pl.lit(True)
 
 
 def check_partition_values(df: pl.DataFrame, spec: TargetSpec, values: tuple[Mapping[str, Any], ...]) -> None:

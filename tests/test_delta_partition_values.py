@@ -8,6 +8,7 @@ table, the column and the value, and leave the table as it was.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -86,3 +87,18 @@ def test_replacing_the_null_partition_replaces_exactly_it(store: Any, streaming:
     both = _frame([11, 12], [None, "a"])
     store.write(both.lazy() if streaming else both, _spec(WriteMode.REPLACE_PARTITIONS), RunParams(), streaming=streaming)
     assert _rows(store) == [(11, None), (12, "a")]
+
+
+def test_replacing_one_of_several_partition_columns_keeps_rows_null_in_another(store: Any) -> None:
+    """Found by the conformance suite: InMemoryTables dropped the stored row (None, 7) when the
+    partition ('a', 7) was replaced (``pk_s = 'a'`` is null on it, and ``~null`` filtered it out)."""
+    spec = TargetSpec(ref=TableRef("s", "two"), backend=Backend.DELTA, partition_by=("k", "j"),
+                      columns=(ColumnSchema("id", "int64", False), ColumnSchema("k", "string"), ColumnSchema("j", "int32")))
+    schema = {"id": pl.Int64, "k": pl.String, "j": pl.Int32}
+    store.write(pl.DataFrame({"id": [1, 2, 3], "k": ["a", None, None], "j": [7, 7, None]}, schema=schema), spec, RunParams())
+    replace = dataclasses.replace(spec, mode=WriteMode.REPLACE_PARTITIONS)
+    store.write(pl.DataFrame({"id": [10, 11], "k": ["a", None], "j": [7, None]}, schema=schema), replace, RunParams())
+    from loom_resources import SourceSpec
+
+    got = store.read(SourceSpec(spec.ref), RunParams()).collect().sort("id")
+    assert got.select("id", "k", "j").rows() == [(2, None, 7), (10, "a", 7), (11, None, None)]
