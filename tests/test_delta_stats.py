@@ -165,20 +165,24 @@ def test_our_read_on_the_arrow_dataset_path_finds_the_rows(tmp_path: Path) -> No
         assert got.height == truth, pred
 
 
-@pytest.mark.parametrize("values, has_bounds", [
-    ([1.0, float("nan")], False), ([1.0, float("inf")], False), ([-float("inf"), 1.0], False),
-    ([1.0, None], True), ([None, None], False),
+@pytest.mark.parametrize("values, bounds", [
+    ([1.0, float("nan")], (1.0, float("inf"))), ([1.0, float("inf")], (1.0, float("inf"))),
+    ([-float("inf"), 1.0], (-float("inf"), 1.0)), ([float("nan")], (-float("inf"), float("inf"))),
+    ([1.0, None, 3.5], (1.0, 3.5)), ([None, None], None),
 ])
-def test_float_columns_with_nan_or_infinity_carry_no_statistics(values: list[float | None], has_bounds: bool) -> None:
+def test_float_bounds_widen_to_infinity_over_nan_and_infinities(values: list[float | None],
+                                                                 bounds: tuple[float, float] | None) -> None:
+    """Every column with values gets a null count *and* both bounds: deltalake reads anything
+    less as "nulls only" or as "no nulls". JSON has no infinity: 1e999 reads as one."""
     import json
 
     from loom_resources import dtypes as t
     from loom_resources.delta._stats import file_stats
 
     stats = json.loads(file_stats(pl.DataFrame({"x": values}, schema={"x": pl.Float64}), {"x": t.Float64()}))
-    assert ("x" in stats.get("maxValues", {})) is has_bounds
-    # a null count without bounds is only written when it says "all null", which is the truth
-    assert ("x" in stats["nullCount"]) is (has_bounds or all(v is None for v in values))
+    assert stats["nullCount"]["x"] == sum(v is None for v in values)
+    got = (stats["minValues"]["x"], stats["maxValues"]["x"]) if "minValues" in stats else None
+    assert got == bounds
 
 
 def test_zero_bounds_hold_negative_zero() -> None:
@@ -194,23 +198,64 @@ def test_zero_bounds_hold_negative_zero() -> None:
 @pytest.mark.parametrize("value, bound", [
     ("a" * 32, "a" * 32), ("a" * 40, "a" * 31 + "b"), ("é" * 40, "é" * 31 + "ê"),
     ("a" * 31 + "\U0010ffff" * 9, "a" * 30 + "b"), ("a" * 31 + "\ud7ff" + "b", "a" * 31 + "\ue000"),
-    ("\U0010ffff" * 33, None),
+    ("\U0010ffff" * 33, "\U0010ffff" * 33),  # no prefix can be incremented: the whole value
 ])
-def test_string_maximum_is_an_incremented_prefix(value: str, bound: str | None) -> None:
+def test_string_maximum_is_an_incremented_prefix(value: str, bound: str) -> None:
     from loom_resources.delta._stats import string_max_bound
 
     assert string_max_bound(value) == bound
-    if bound is not None:
-        assert bound >= value or value.startswith(bound[:-1]) and bound > value[: len(bound)]
+    assert bound >= value
 
 
-def test_wide_decimals_and_binary_carry_no_statistics() -> None:
+def test_decimal_bounds_are_exact_at_38_digits_and_binary_has_none() -> None:
     import json
 
     from loom_resources import dtypes as t
     from loom_resources.delta._stats import file_stats
 
-    df = pl.DataFrame({"d": [decimal.Decimal("99999999999999999999999999999999999.99")], "b": [b"x"]},
-                      schema={"d": pl.Decimal(38, 2), "b": pl.Binary})
-    stats = json.loads(file_stats(df, {"d": t.Decimal(38, 2), "b": t.Binary()}))
-    assert stats == {"numRecords": 1, "nullCount": {}}
+    top, low = decimal.Decimal("99999999999999999999999999999999.999999"), decimal.Decimal("-0.000001")
+    df = pl.DataFrame({"d": [top, low, None], "b": [b"x", None, None]}, schema={"d": pl.Decimal(38, 6), "b": pl.Binary})
+    stats = json.loads(file_stats(df, {"d": t.Decimal(38, 6), "b": t.Binary()}), parse_float=decimal.Decimal)
+    assert (stats["minValues"]["d"], stats["maxValues"]["d"], stats["nullCount"]["d"]) == (low, top, 1)
+    assert "b" not in stats["nullCount"] and "b" not in stats["minValues"]  # as delta-rs' writer
+
+
+def test_deltalake_reads_38_digit_decimal_bounds_exactly(tmp_path: Path) -> None:
+    """A float64 bound would be 1e32, past decimal(38,6)'s range; delta-rs parses the digits."""
+    from deltalake import DeltaTable
+
+    delta = DeltaResource(root=str(tmp_path), parquet_writer="polars")
+    spec = TargetSpec(ref=TableRef("s", "dec"), backend=Backend.DELTA,
+                      columns=(ColumnSchema("id", "int64"), ColumnSchema("d", "decimal(38,6)")))
+    top = decimal.Decimal("99999999999999999999999999999999.999999")
+    delta.write(pl.DataFrame({"id": [1, 2, 3], "d": [top, decimal.Decimal("-1.5"), None]},
+                             schema={"id": pl.Int64, "d": pl.Decimal(38, 6)}), spec, RunParams())
+    row = pl.DataFrame(DeltaTable(delta.table_uri(spec.ref)).get_add_actions(flatten=True)).row(0, named=True)
+    assert (row["min.d"], row["max.d"], row["null_count.d"]) == (decimal.Decimal("-1.5"), top, 1)
+
+
+def test_deltalake_dataset_reads_nan_infinity_and_wide_decimal_files_exactly(tmp_path: Path) -> None:
+    """The bounds rule against deltalake's Arrow dataset, the reader that misreads partial
+    statistics: a null count without bounds skipped the file under x < 2.0; no statistics at
+    all made IS NULL skip it and IS NOT NULL return its nulls."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+    from deltalake import DeltaTable
+
+    delta = DeltaResource(root=str(tmp_path), parquet_writer="polars")
+    spec = TargetSpec(ref=TableRef("s", "odd"), backend=Backend.DELTA, columns=(
+        ColumnSchema("id", "int64"), ColumnSchema("x", "float64"), ColumnSchema("d", "decimal(38,6)")))
+    big = decimal.Decimal("99999999999999999999999999999999.999999")
+    delta.write(pl.DataFrame({"id": [1, 2, 3, 4], "x": [float("nan"), 1.0, None, float("-inf")],
+                              "d": [big, decimal.Decimal("-1.5"), None, None]},
+                             schema={"id": pl.Int64, "x": pl.Float64, "d": pl.Decimal(38, 6)}), spec, RunParams())
+    dataset = DeltaTable(delta.table_uri(spec.ref)).to_pyarrow_dataset()
+    zero = ds.scalar(pa.scalar(decimal.Decimal(0), pa.decimal128(38, 6)))
+    ids = lambda f: sorted(dataset.to_table(filter=f).column("id").to_pylist())  # noqa: E731
+    # pyarrow compares floats by IEEE 754: NaN < 2.0 and NaN > 2.0 are both false
+    assert ids(ds.field("x") < 2.0) == [2, 4]
+    assert ids(ds.field("x") > 0.5) == [2]
+    assert ids(ds.field("x").is_null()) == [3]
+    assert ids(ds.field("x").is_valid()) == [1, 2, 4]
+    assert ids(ds.field("d") > zero) == [1] and ids(ds.field("d") < zero) == [2]
+    assert ids(ds.field("d").is_null()) == [3, 4] and ids(ds.field("d").is_valid()) == [1, 2]

@@ -1,42 +1,46 @@
 """Delta file statistics: the ones written for files Polars encodes, and row counts read back.
 
 Written (:func:`file_stats`): every add action of a file Polars encoded (``_files``) carries
-``numRecords`` and, per flat column, either ``nullCount`` *with* correct ``minValues`` /
-``maxValues``, or nothing at all. Never a null count without bounds: deltalake (1.6 and 0.25)
-reads such a column as "nulls only" and skips the file under any filter on it (issue 23: its
-Arrow dataset, hence ``DeltaResource.read`` on the Arrow path, returned no rows). A column left
-out of the statistics is "unknown" to every reader, which then reads the file. The rule per type:
+``numRecords`` and, for every flat column but binary ones, ``nullCount`` *and* correct
+``minValues`` / ``maxValues`` (only ``nullCount`` when the column is all null in the file).
+Measured with deltalake 1.6 (its Arrow dataset, which ``DeltaResource.read`` uses for some
+tables), a column with fewer than all three is misread: a null count without both bounds as
+"nulls only" (range filters skip the file: issue 23), and a column left out of the statistics
+as "no nulls" (``IS NULL`` skips the file, ``IS NOT NULL`` returns its nulls). DataFusion and
+polars read either as unknown. So every bound is written, exact or widened outward:
 
-==========================  =========  ==============================================================
-stored type                 nullCount  minValues / maxValues
-==========================  =========  ==============================================================
-byte, short, integer, long  yes        exact JSON integers (int64 extremes included)
-date                        yes        ``YYYY-MM-DD``
-timestamp (UTC)             yes        ``...T..:..:...mmmZ``: min down, max up to whole milliseconds
-timestamp_ntz               yes        ``YYYY-MM-DD HH:MM:SS.mmm``: min down, max up (as above)
-boolean                     yes        JSON ``false`` / ``true`` (as delta-rs writes them)
-float, double               yes        exact JSON numbers when every value is finite; a zero bound
-                                       is written as ``-0.0`` (min) / ``0.0`` (max), so engines
-                                       that order -0.0 < 0.0 (DataFusion, arrow-rs) keep the file.
-                                       A file holding NaN or ±inf: the column is left out (JSON has
-                                       no inf; NaN sorts above every number in DataFusion and
-                                       polars, but Parquet and delta-rs bounds leave it out, so a
-                                       bound would skip rows those engines match)
-decimal(p, s), p <= 15      yes        exact JSON numbers (15 digits survive a float64 parse)
-decimal(p, s), p > 15       --         left out: readers parse the JSON number as float64
-                                       (delta-rs writes 99…9.99 as ``1e+35``): no exact bound
-string                      yes        min: its first 32 characters (a prefix is below the value);
-                                       max: the first 32 characters with the last one incremented
-                                       (above every value with that prefix), as delta-rs does; if
-                                       no character can be incremented, the column is left out
-binary, list, struct        --         left out (delta-rs writes no binary statistics either)
-any type, all values null   yes        no bounds: "nulls only" is the truth
-==========================  =========  ==============================================================
+==========================  =====================================================================
+stored type                 minValues / maxValues (with nullCount)
+==========================  =====================================================================
+byte, short, integer, long  exact JSON integers (int64 extremes included)
+decimal(p, s)               exact JSON numbers written digit for digit (``-99…9.999999``); delta-rs
+                            parses them as decimals, so a 38-digit bound is exact (a float64
+                            would round ``99…9.99`` up past the type's range)
+float, double               the finite extremes, exact; ``1e999`` as the maximum when the file
+                            holds NaN or +inf and ``-1e999`` as the minimum when it holds -inf
+                            (JSON has no infinity; delta-rs, Python and Jackson read these as
+                            ±inf): NaN sorts above every number in polars, so a finite maximum
+                            would let a reader skip a file whose NaN matches ``x > v``. A zero
+                            bound is ``-0.0`` (min) / ``0.0`` (max), for engines ordering -0.0
+                            below 0.0 (arrow-rs' total order)
+boolean                     JSON ``false`` / ``true`` (as delta-rs writes them)
+date                        ``YYYY-MM-DD``
+timestamp (UTC)             ``...T..:..:...mmmZ``: min down, max up to whole milliseconds
+timestamp_ntz               ``YYYY-MM-DD HH:MM:SS.mmm``: min down, max up (as above)
+string                      min: the first 32 characters (a prefix is below the value); max: the
+                            first 32 characters with the last one incremented (above every value
+                            with that prefix), as delta-rs does; the whole value when no character
+                            can be incremented (all U+10FFFF)
+binary                      none, and no nullCount (as delta-rs' writer: Delta defines no binary
+                            bounds, and deltalake reads a binary column without them correctly)
+list, struct                none (nested columns carry no statistics here)
+==========================  =====================================================================
 
 Strings compare by code point (UTF-8 byte order) in every engine checked (polars, pyarrow,
 DataFusion), so a code-point prefix and its increment are bounds for all of them. The
 conformance suite (``tests/conformance``) checks each add action against its Parquet file and
-reads the tables with deltalake, DataFusion, polars, pyarrow and our own reader under filters.
+reads the tables with deltalake, DataFusion, polars, pyarrow, daft and our own reader under
+filters.
 
 Read (:func:`partition_counts`): delta-rs records ``numRecords`` in every file's statistics
 and the file's partition values in the log, so rows per partition come from the add actions
@@ -48,6 +52,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import re
+import secrets
 from collections.abc import Sequence
 from typing import Any
 
@@ -62,18 +68,24 @@ __all__ = ["STRING_PREFIX", "file_stats", "partition_counts", "string_max_bound"
 
 #: Characters of a string bound, as delta-rs keeps them.
 STRING_PREFIX = 32
-#: Decimal precision whose values a float64 parse of the JSON number gives back exactly.
-_EXACT_DECIMAL_DIGITS = 15
-_EXACT_TYPES = (t.Int8, t.Int16, t.Int32, t.Int64, t.Date, t.Datetime, t.Boolean, t.String)
+_BOUNDED = (t.Int8, t.Int16, t.Int32, t.Int64, t.Date, t.Datetime, t.Boolean, t.String, t.Decimal,
+            t.Float32, t.Float64)
 _FLOAT_TYPES = (t.Float32, t.Float64)
 _MAX_CODE_POINT = 0x10FFFF
 _SURROGATES = range(0xD800, 0xE000)
+# A number written into the JSON text as it is (json has no Decimal, and no infinity): a string
+# "<marker><digits>" that the JSON text then loses its quotes; the marker holds a per-process
+# random part, so no string a column holds can pass for it
+_RAW = f"\x00{secrets.token_hex(8)}:"
+_RAW_TOKEN = re.compile(re.escape(json.dumps(_RAW)[:-1]) + r'([-0-9.e]+)"')
+_PLUS_INF, _MINUS_INF = _RAW + "1e999", _RAW + "-1e999"
 
 
-def string_max_bound(value: str) -> str | None:
-    """An upper bound of every string starting with ``value[:STRING_PREFIX]`` that is at most
-    ``STRING_PREFIX`` characters long: ``value`` itself when short enough, else the prefix with
-    its last incrementable character incremented (``None``: every character is U+10FFFF).
+def string_max_bound(value: str) -> str:
+    """An upper bound of ``value`` of at most ``STRING_PREFIX`` characters where one exists:
+    ``value`` itself when short enough, else its prefix with the last incrementable character
+    incremented (above every string with that prefix); ``value`` whole when every character of
+    the prefix is U+10FFFF.
 
     Written by hand: no library offers a code-point "next prefix"; delta-rs does the same in Rust.
     """
@@ -86,82 +98,79 @@ def string_max_bound(value: str) -> str | None:
             cp = _SURROGATES.stop
         if cp <= _MAX_CODE_POINT:
             return prefix[:i] + chr(cp)
-    return None
+    return value
 
 
-def _timestamp(value: dt.datetime, *, up: bool) -> str | None:
-    """A timestamp bound in delta-rs' millisecond form, rounded outward (``None``: out of range)."""
+def _timestamp(value: dt.datetime, *, up: bool) -> str:
+    """A timestamp bound in delta-rs' millisecond form, rounded outward."""
     ms = value.replace(microsecond=value.microsecond // 1000 * 1000)
     if up and ms != value:
         try:
             ms += dt.timedelta(milliseconds=1)  # a bound must hold every value of the file
-        except OverflowError:
-            return None
+        except OverflowError:  # 9999-12-31 23:59:59.999xxx: the last millisecond (cannot round up)
+            return f"{ms:%Y-%m-%d %H:%M:%S}.999" if value.tzinfo is None else f"{ms:%Y-%m-%dT%H:%M:%S}.999Z"
     if value.tzinfo is not None:
         return f"{ms.astimezone(dt.UTC):%Y-%m-%dT%H:%M:%S}.{ms.microsecond // 1000:03d}Z"
     return f"{ms:%Y-%m-%d %H:%M:%S}.{ms.microsecond // 1000:03d}"
 
 
 def _bound(dtype: DataType, value: Any, *, up: bool) -> Any:
-    """``value`` (a column's min, or its max when ``up``) as the log's JSON bound; ``None``
-    when no correct bound can be written."""
+    """``value`` (a column's min, or its max when ``up``) as the log's JSON bound."""
     if isinstance(dtype, t.String):
         return string_max_bound(value) if up else value[:STRING_PREFIX]
     if isinstance(dtype, t.Datetime):
         return _timestamp(value, up=up)
     if isinstance(dtype, t.Date):
         return value.isoformat()
+    if isinstance(dtype, t.Decimal):
+        return _RAW + format(value, "f")  # digit for digit: a float would round 38 digits
     if isinstance(dtype, _FLOAT_TYPES):
         value = float(value)
-        if not math.isfinite(value):
-            return None
         if value == 0.0:
             return 0.0 if up else -0.0  # the outer zero in the engines ordering -0.0 < 0.0
         return value
-    if isinstance(dtype, t.Decimal):
-        return float(value)  # exact: only precisions <= _EXACT_DECIMAL_DIGITS get here
     return value  # integers, booleans
 
 
-def _has_bounds(dtype: DataType | None) -> bool:
-    if isinstance(dtype, t.Decimal):
-        return dtype.precision <= _EXACT_DECIMAL_DIGITS
-    return isinstance(dtype, _EXACT_TYPES + _FLOAT_TYPES)
+def _float_bounds(lo: float | None, hi: float | None, nan: bool, pos_inf: bool, neg_inf: bool,
+                  dtype: DataType) -> tuple[Any, Any]:
+    """Bounds of a float column from its finite extremes and its non-finite values."""
+    low = _MINUS_INF if neg_inf or lo is None else _bound(dtype, lo, up=False)
+    high = _PLUS_INF if nan or pos_inf or hi is None else _bound(dtype, hi, up=True)
+    return low, high
 
 
 def file_stats(df: pl.DataFrame, types: dict[str, DataType]) -> str:
     """The Delta statistics of one file holding ``df`` (``types``: its columns' stored types)
     by the rule of this module's docstring, as the add action's JSON string."""
-    cols = [c for c in df.columns if not df.schema[c].is_nested()]
-    exprs = [pl.col(c).null_count().alias(f"n{i}") for i, c in enumerate(cols)]
-    bounded = [(i, c) for i, c in enumerate(cols) if _has_bounds(types.get(c))]
-    exprs += [pl.col(c).min().alias(f"a{i}") for i, c in bounded]
-    exprs += [pl.col(c).max().alias(f"z{i}") for i, c in bounded]
-    # NaN is left out of min/max by polars (as by Parquet): count the non-finite values apart
-    exprs += [(~pl.col(c).is_finite()).any().alias(f"f{i}") for i, c in bounded
-              if isinstance(types.get(c), _FLOAT_TYPES)]
+    cols = [c for c in df.columns if not df.schema[c].is_nested() and isinstance(types.get(c), _BOUNDED)]
+    floats = [c for c in cols if isinstance(types.get(c), _FLOAT_TYPES)]
+    exprs = [pl.col(c).null_count().alias(f"n:{c}") for c in cols]
+    exprs += [pl.col(c).min().alias(f"a:{c}") for c in cols if c not in floats]
+    exprs += [pl.col(c).max().alias(f"z:{c}") for c in cols if c not in floats]
+    for c in floats:  # finite extremes apart from NaN and the infinities
+        finite = pl.col(c).filter(pl.col(c).is_finite())
+        exprs += [finite.min().alias(f"a:{c}"), finite.max().alias(f"z:{c}"), pl.col(c).is_nan().any().alias(f"nan:{c}"),
+                  (pl.col(c) == math.inf).any().alias(f"+inf:{c}"), (pl.col(c) == -math.inf).any().alias(f"-inf:{c}")]
     row = df.select(exprs).row(0, named=True) if exprs else {}
     nulls: dict[str, int] = {}
     lows: dict[str, Any] = {}
     highs: dict[str, Any] = {}
-    for i, c in enumerate(cols):
-        n = row[f"n{i}"]
-        if n == df.height:
-            nulls[c] = n  # all null: no bounds, and "nulls only" is exact
-            continue
-        dtype = types.get(c)
-        if not _has_bounds(dtype) or row.get(f"f{i}"):
-            continue  # the whole column left out: unknown to every reader, never "nulls only"
-        assert dtype is not None
-        lo, hi = _bound(dtype, row[f"a{i}"], up=False), _bound(dtype, row[f"z{i}"], up=True)
-        if lo is None or hi is None:
-            continue
-        nulls[c], lows[c], highs[c] = n, lo, hi
+    for c in cols:
+        nulls[c] = row[f"n:{c}"]
+        if nulls[c] == df.height:
+            continue  # all null: no bounds, and "nulls only" is exact
+        dtype = types[c]
+        if c in floats:
+            lows[c], highs[c] = _float_bounds(row[f"a:{c}"], row[f"z:{c}"], bool(row[f"nan:{c}"]),
+                                              bool(row[f"+inf:{c}"]), bool(row[f"-inf:{c}"]), dtype)
+        else:
+            lows[c], highs[c] = _bound(dtype, row[f"a:{c}"], up=False), _bound(dtype, row[f"z:{c}"], up=True)
     stats: dict[str, Any] = {"numRecords": df.height, "nullCount": nulls}
     if lows:
         stats["minValues"] = lows
         stats["maxValues"] = highs
-    return json.dumps(stats, allow_nan=False)
+    return _RAW_TOKEN.sub(r"\1", json.dumps(stats, allow_nan=False))
 
 
 def partition_counts(table: DeltaTable, columns: Sequence[str]) -> pl.DataFrame | None:
