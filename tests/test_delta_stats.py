@@ -228,8 +228,15 @@ def test_deltalake_reads_38_digit_decimal_bounds_exactly(tmp_path: Path) -> None
     spec = TargetSpec(ref=TableRef("s", "dec"), backend=Backend.DELTA,
                       columns=(ColumnSchema("id", "int64"), ColumnSchema("d", "decimal(38,6)")))
     top = decimal.Decimal("99999999999999999999999999999999.999999")
-    delta.write(pl.DataFrame({"id": [1, 2, 3], "d": [top, decimal.Decimal("-1.5"), None]},
-                             schema={"id": pl.Int64, "d": pl.Decimal(38, 6)}), spec, RunParams())
+    schema = {"id": pl.Int64, "d": pl.Decimal(38, 6)}
+    # Loom's own tables leave 38-digit decimals out of the statistics (delta-rs' writer rounds
+    # them); a table whose owner lists the column gets them from the Polars path, exact
+    from deltalake import write_deltalake
+
+    write_deltalake(delta.table_uri(spec.ref), pl.DataFrame(schema=schema).to_arrow(),
+                    configuration={"delta.dataSkippingStatsColumns": "id,d"})
+    delta.write(pl.DataFrame({"id": [1, 2, 3], "d": [top, decimal.Decimal("-1.5"), None]}, schema=schema),
+                spec, RunParams())
     row = pl.DataFrame(DeltaTable(delta.table_uri(spec.ref)).get_add_actions(flatten=True)).row(0, named=True)
     assert (row["min.d"], row["max.d"], row["null_count.d"]) == (decimal.Decimal("-1.5"), top, 1)
 
@@ -259,3 +266,41 @@ def test_deltalake_dataset_reads_nan_infinity_and_wide_decimal_files_exactly(tmp
     assert ids(ds.field("x").is_valid()) == [1, 2, 4]
     assert ids(ds.field("d") > zero) == [1] and ids(ds.field("d") < zero) == [2]
     assert ids(ds.field("d").is_null()) == [3, 4] and ids(ds.field("d").is_valid()) == [1, 2]
+
+
+@pytest.mark.parametrize("writer", ["polars", "delta-rs"])
+def test_loom_tables_keep_statistics_of_the_columns_both_writers_bound_exactly(tmp_path: Path, writer: str) -> None:
+    """delta-rs' writer truncates timestamp maxima to the millisecond below, leaves NaN out of
+    float bounds and writes 38-digit decimals as float64: the tables Loom creates list only the
+    other columns in delta.dataSkippingStatsColumns, so no writer gives those columns bounds
+    a reader could skip a matching file by."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+    from deltalake import DeltaTable
+
+    from loom_resources.model import WriteMode
+
+    delta = DeltaResource(root=str(tmp_path), parquet_writer=writer)  # type: ignore[arg-type]
+    cols = (ColumnSchema("id", "int64", False), ColumnSchema("ts", "datetime(us)"), ColumnSchema("x", "float64"),
+            ColumnSchema("d", "decimal(38,6)"), ColumnSchema("small", "decimal(10,2)"), ColumnSchema("s", "string"))
+    spec = TargetSpec(ref=TableRef("s", "mixed_stats"), backend=Backend.DELTA, columns=cols)
+    at = dt.datetime(2024, 1, 1, 0, 0, 0, 123456)
+    df = pl.DataFrame({"id": [1, 2], "ts": [at, None], "x": [float("nan"), 1.0],
+                       "d": [decimal.Decimal("99999999999999999999999999999999.999999"), None],
+                       "small": [decimal.Decimal("1.25"), None], "s": ["a", None]},
+                      schema={"id": pl.Int64, "ts": pl.Datetime("us"), "x": pl.Float64, "d": pl.Decimal(38, 6),
+                              "small": pl.Decimal(10, 2), "s": pl.String})
+    delta.write(df, spec, RunParams())
+    # a merge always goes through delta-rs' writer
+    import dataclasses
+
+    delta.write(df.with_columns(pl.col("id") + 10), dataclasses.replace(spec, mode=WriteMode.MERGE, merge_keys=("id",)),
+                RunParams())
+    table = DeltaTable(delta.table_uri(spec.ref))
+    assert table.metadata().configuration["delta.dataSkippingStatsColumns"] == "id,small,s"
+    actions = pl.DataFrame(table.get_add_actions(flatten=True))
+    assert not [c for c in actions.columns if c.split(".")[-1] in ("ts", "x", "d")]
+    dataset = table.to_pyarrow_dataset()
+    found = lambda f: sorted(dataset.to_table(filter=f).column("id").to_pylist())  # noqa: E731
+    assert found(ds.field("ts") >= pa.scalar(at, pa.timestamp("us"))) == [1, 11]
+    assert found(ds.field("x").is_null()) == [] and found(ds.field("d").is_valid()) == [1, 11]

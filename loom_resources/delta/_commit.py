@@ -80,6 +80,7 @@ def commit(
     snapshot: DeltaTable | None = None,
     create: bool = False,
     known_version: int = -1,
+    stats_columns: str | None = None,
 ) -> int:
     """One ``write_deltalake`` call: one commit, recording the write's app transaction.
     Returns the version it committed.
@@ -93,6 +94,7 @@ def commit(
             version-0 commit is put-if-absent and delta-rs' own retries are off.
         known_version: Without ``snapshot``: a version the table had before the call (-1: none),
             where the search for the committed version starts.
+        stats_columns: The created table's ``delta.dataSkippingStatsColumns``.
     """
     target: str | DeltaTable = snapshot if snapshot is not None else loc.uri
     commit_id = uuid.uuid4().hex
@@ -103,7 +105,7 @@ def commit(
         commit_properties=commit_properties(loc, app_id, internal_retries=not create, commit_id=commit_id),
     )
     if create:
-        write_deltalake(target, data, mode="error", configuration=loc.creation_config(), **common)
+        write_deltalake(target, data, mode="error", configuration=loc.creation_config(stats_columns), **common)
         return 0
     if mode == "overwrite":
         write_deltalake(target, data, mode="overwrite", predicate=predicate, **common)

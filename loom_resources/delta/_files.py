@@ -35,7 +35,7 @@ from loom_resources import dtypes as t
 from loom_resources.delta._batches import BatchSource
 from loom_resources.delta._commit import commit_properties, committed_version, is_conflict
 from loom_resources.delta._location import DeltaLocation
-from loom_resources.delta._stats import file_stats
+from loom_resources.delta._stats import STATS_COLUMNS_PROPERTY, file_stats, stats_columns
 from loom_resources.delta._sweep import StoreFiles
 from loom_resources.dtypes import Schema
 from loom_resources.partitions import PartitionValues
@@ -180,6 +180,11 @@ class ParquetFiles:
                  schema: pa.Schema, *, target_bytes: int | None = None) -> None:
         self.loc, self.source, self.partition_by, self.schema = loc, source, tuple(partition_by), schema
         self.types = {c.name: c.dtype for c in columns}
+        data_types = {n: d for n, d in self.types.items() if n not in self.partition_by}
+        #: ``delta.dataSkippingStatsColumns`` of a table this write creates
+        self.stats_columns = stats_columns(data_types)
+        #: The columns the files' statistics cover (set from the table before the files are written)
+        self.stats_only: set[str] | None = set(self.stats_columns.split(",")) if self.stats_columns else set()
         self.target_bytes = target_bytes or TARGET_FILE_BYTES
         self.adds: list[AddAction] | None = None
         self.committed = False
@@ -231,7 +236,8 @@ class ParquetFiles:
             rel, values, part = job
             size = self._put(rel, part)
             # the path as stored: delta-rs escapes it for the log
-            return AddAction(rel, size, values, int(time.time() * 1000), True, file_stats(part, self.types))
+            return AddAction(rel, size, values, int(time.time() * 1000), True,
+                             file_stats(part, self.types, self.stats_only))
 
         if len(jobs) == 1:
             return [one(jobs[0])]
@@ -305,13 +311,21 @@ class ParquetFiles:
         from deltalake import Schema
         from deltalake.transaction import create_table_with_add_actions
 
+        if self.adds is None and table is not None:
+            # the table's own list of statistics columns (none: every column, by _stats' rule)
+            conf = table.metadata().configuration
+            listed = conf.get(STATS_COLUMNS_PROPERTY)
+            self.stats_only = None if listed is None else {c.strip().strip("`") for c in listed.split(",") if c.strip()}
+            if listed is None and conf.get("delta.dataSkippingNumIndexedCols") == "0":
+                self.stats_only = set()
         adds = self.actions()
         commit_id = uuid.uuid4().hex
         try:
             if table is None:
                 create_table_with_add_actions(
                     self.loc.uri, Schema.from_arrow(self.schema), adds, mode="error",
-                    partition_by=list(self.partition_by) or None, configuration=self.loc.creation_config(),
+                    partition_by=list(self.partition_by) or None,
+                    configuration=self.loc.creation_config(self.stats_columns),
                     storage_options=self.loc.storage_options or None,
                     commit_properties=commit_properties(self.loc, app_id, internal_retries=False),
                 )

@@ -64,13 +64,22 @@ from loom_resources import dtypes as t
 from loom_resources.dtypes import DataType
 from loom_resources.partitions import FILE_ROWS
 
-__all__ = ["STRING_PREFIX", "file_stats", "partition_counts", "string_max_bound"]
+__all__ = ["STATS_COLUMNS_PROPERTY", "STRING_PREFIX", "file_stats", "partition_counts", "stats_columns",
+           "string_max_bound"]
+
+#: The table property naming the columns whose statistics writers collect and readers use.
+STATS_COLUMNS_PROPERTY = "delta.dataSkippingStatsColumns"
+#: Types whose statistics delta-rs' writer gets right too (see :func:`stats_columns`).
+_BOTH_WRITERS_EXACT = (t.Int8, t.Int16, t.Int32, t.Int64, t.Date, t.Boolean, t.String)
+_PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 #: Characters of a string bound, as delta-rs keeps them.
 STRING_PREFIX = 32
 _BOUNDED = (t.Int8, t.Int16, t.Int32, t.Int64, t.Date, t.Datetime, t.Boolean, t.String, t.Decimal,
             t.Float32, t.Float64)
 _FLOAT_TYPES = (t.Float32, t.Float64)
+#: Decimal precision whose values a float64 parse gives back exactly (delta-rs' writer).
+_EXACT_DECIMAL_DIGITS = 15
 _MAX_CODE_POINT = 0x10FFFF
 _SURROGATES = range(0xD800, 0xE000)
 # A number written into the JSON text as it is (json has no Decimal, and no infinity): a string
@@ -140,10 +149,30 @@ def _float_bounds(lo: float | None, hi: float | None, nan: bool, pos_inf: bool, 
     return low, high
 
 
-def file_stats(df: pl.DataFrame, types: dict[str, DataType]) -> str:
+def stats_columns(types: dict[str, DataType]) -> str:
+    """The ``delta.dataSkippingStatsColumns`` of a table Loom creates: the columns whose bounds
+    both Parquet writers record exactly. delta-rs' writer (merges, predicate replaces, schema
+    changes and ``parquet_writer="delta-rs"`` go through it) truncates timestamp maxima to the
+    millisecond below (a reader then skips a file holding ``…:00.123456`` under ``ts >= that``),
+    leaves NaN and infinities out of float bounds, and writes decimals as float64 (``1e+32`` for
+    a 38-digit maximum). Columns left out carry no statistics from either writer, which every
+    reader (deltalake's Arrow dataset included) treats as unknown: their files are read, never
+    skipped. Decimals up to 15 digits survive the float64 and stay in."""
+    names = []
+    for name, dtype in types.items():
+        exact = isinstance(dtype, _BOTH_WRITERS_EXACT) or (
+            isinstance(dtype, t.Decimal) and dtype.precision <= _EXACT_DECIMAL_DIGITS)
+        if exact and _PLAIN_NAME.fullmatch(name):
+            names.append(name)
+    return ",".join(names)
+
+
+def file_stats(df: pl.DataFrame, types: dict[str, DataType], only: set[str] | None = None) -> str:
     """The Delta statistics of one file holding ``df`` (``types``: its columns' stored types)
-    by the rule of this module's docstring, as the add action's JSON string."""
-    cols = [c for c in df.columns if not df.schema[c].is_nested() and isinstance(types.get(c), _BOUNDED)]
+    by the rule of this module's docstring, as the add action's JSON string; ``only``: the
+    columns the table's ``delta.dataSkippingStatsColumns`` names (``None``: every column)."""
+    cols = [c for c in df.columns if not df.schema[c].is_nested() and isinstance(types.get(c), _BOUNDED)
+            and (only is None or c in only)]
     floats = [c for c in cols if isinstance(types.get(c), _FLOAT_TYPES)]
     exprs = [pl.col(c).null_count().alias(f"n:{c}") for c in cols]
     exprs += [pl.col(c).min().alias(f"a:{c}") for c in cols if c not in floats]
@@ -170,7 +199,8 @@ def file_stats(df: pl.DataFrame, types: dict[str, DataType]) -> str:
     if lows:
         stats["minValues"] = lows
         stats["maxValues"] = highs
-    return _RAW_TOKEN.sub(r"\1", json.dumps(stats, allow_nan=False))
+    # UTF-8 text, not \u escapes: deltalake 1.6 decodes the surrogate pair of U+10FFFF to U+FFFFF
+    return _RAW_TOKEN.sub(r"\1", json.dumps(stats, allow_nan=False, ensure_ascii=False))
 
 
 def partition_counts(table: DeltaTable, columns: Sequence[str]) -> pl.DataFrame | None:

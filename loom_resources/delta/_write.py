@@ -23,6 +23,7 @@ from loom_resources.delta._batches import BatchSource, batch_schema, whole_micro
 from loom_resources.delta._commit import commit, render, with_retries
 from loom_resources.delta._files import ParquetFiles, replace_filter, supported
 from loom_resources.delta._location import DeltaLocation
+from loom_resources.delta._stats import stats_columns
 from loom_resources.delta._types import schema_from_delta, storable, storable_columns
 from loom_resources.dtypes import Schema
 from loom_resources.errors import LoomError, SchemaMismatchError
@@ -92,9 +93,10 @@ class DeltaWrite:
         """One commit of ``data`` recording this write's app transaction (see ``_commit.commit``);
         returns the version it committed."""
         known = self.table.version() if self.table is not None else -1
+        types = {c.name: c.dtype for c in storable_columns(self.columns) if c.name not in self.spec.partition_by}
         return commit(self.loc, data, app_id=self.plan.app_id, partition_by=self.spec.partition_by, mode=mode,
                       predicate=predicate, schema_mode=schema_mode, snapshot=snapshot, create=create,
-                      known_version=known)
+                      known_version=known, stats_columns=stats_columns(types))
 
     def snapshots(self) -> Callable[[], DeltaTable | None]:
         """The table each commit attempt reads: the one this write was planned against first,
