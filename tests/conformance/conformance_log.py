@@ -30,6 +30,20 @@ def _bound_ok(lo: Any, hi: Any, values: pl.Series) -> str | None:
     return None
 
 
+def view_files(t: Table) -> list[str]:
+    """The snapshot's files whose Arrow schema holds a string or binary view."""
+    import pyarrow.parquet as pq
+
+    table = t.open()
+    fs, base = _filesystem(t)
+    out = []
+    for path in _from_arrow(table.get_add_actions(flatten=True))["path"]:
+        with fs.open_input_file(f"{base}/{unquote(path)}") as fh:
+            if "view" in str(pq.read_schema(fh)):
+                out.append(path)
+    return out
+
+
 def check_actions(t: Table) -> list[str]:
     """Every disagreement between the snapshot's add actions and their files."""
     import pyarrow.parquet as pq
