@@ -36,6 +36,11 @@ binary                      none, and no nullCount (as delta-rs' writer: Delta d
 list, struct                none (nested columns carry no statistics here)
 ==========================  =====================================================================
 
+Which columns get statistics at all is the table's ``delta.dataSkippingStatsColumns`` when it
+has one; the tables Loom creates list only the columns both Parquet writers bound exactly
+(:func:`stats_columns`), since delta-rs' writer gets timestamps, NaN and wide decimals wrong.
+The whole rule and the measurements behind it: ``docs/delta-conformance.md``.
+
 Strings compare by code point (UTF-8 byte order) in every engine checked (polars, pyarrow,
 DataFusion), so a code-point prefix and its increment are bounds for all of them. The
 conformance suite (``tests/conformance``) checks each add action against its Parquet file and
