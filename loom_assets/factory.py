@@ -63,7 +63,8 @@ def validate_tables(tables: Sequence[Table | ExternalTable], backends: Backends 
         if str(t.ref) in by_name:
             raise SpecError(f"table {t.ref} is declared twice")
         by_name[str(t.ref)] = t
-        if t.ref.schema == RUN_RECORDS_REF.schema and not isinstance(t, ExternalTable):
+        # any case: on a case-insensitive file system Loom.run_records is loom.run_records' directory
+        if t.ref.schema.casefold() == RUN_RECORDS_REF.schema.casefold() and not isinstance(t, ExternalTable):
             raise SpecError(f"table {t.ref}: schema {t.ref.schema!r} is reserved for Loom's audit trail ({RUN_RECORDS_REF})")
     try:
         for t in tables:

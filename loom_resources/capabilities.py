@@ -20,7 +20,9 @@ class Capabilities:
         delete_unmatched: ``merge`` may delete target rows the frame lacks.
         sql_dialect: The dialect SQL bodies are bound in when every source lives in this backend
             and the SQL runs inside it; ``None``: SQL runs in Polars.
-        reserved_schemas: Schemas (databases) user tables must not be declared in.
+        reserved_schemas: Schemas (databases) user tables must not be declared in, whatever
+            their case: ``SYSTEM.x`` is refused as ``system.x`` is (a case-insensitive file
+            system or server would put both in one place).
     """
 
     write_modes: frozenset[WriteMode]
@@ -36,7 +38,7 @@ class Capabilities:
                 f"table {spec.ref}: write mode {spec.mode.value!r} is not supported by the {backend} backend "
                 f"(supported: {supported})"
             )
-        if spec.ref.schema in self.reserved_schemas:
+        if spec.ref.schema.casefold() in {s.casefold() for s in self.reserved_schemas}:
             raise SpecError(f"table {spec.ref}: schema {spec.ref.schema!r} is reserved by the {backend} backend")
         if spec.delete_unmatched and not self.delete_unmatched:
             raise SpecError(f"table {spec.ref}: delete_unmatched is not supported by the {backend} backend")

@@ -20,7 +20,7 @@ from loom_resources.partitions import partition_predicate, run_partition_values
 from loom_resources.polars_types import from_polars, to_expr, to_polars
 
 __all__ = [
-    "Conformed", "check_nulls", "check_partition_values", "check_unique_keys", "conform", "frame_partitions",
+    "HIVE_NULL", "Conformed", "check_nulls", "check_partition_markers", "check_partition_values", "check_unique_keys", "conform", "frame_partitions",
     "partition_filter", "require_partition_values_for", "run_partition_values", "with_audit_columns",
 ]
 
@@ -157,8 +157,10 @@ def check_unique_keys(df: pl.DataFrame, spec: TargetSpec) -> None:
 
 
 def partition_filter(values: tuple[Mapping[str, Any], ...]) -> pl.Expr:
-    """A Polars expression true for rows inside any of the given partitions (all rows for none)."""
-    return to_expr(partition_predicate(values)) if values else pl.lit(True)
+    """A Polars expression true for rows inside any of the given partitions (all rows for none),
+    false for every other row: a comparison with a null (``pk_s = 'a'`` on a row whose ``pk_s`` is
+    null) is outside, never null, so ``~partition_filter(...)`` keeps such rows."""
+    return to_expr(partition_predicate(values)).fill_null(False) if values else pl.lit(True)
 
 
 def check_partition_values(df: pl.DataFrame, spec: TargetSpec, values: tuple[Mapping[str, Any], ...]) -> None:
@@ -177,6 +179,38 @@ def check_partition_values(df: pl.DataFrame, spec: TargetSpec, values: tuple[Map
             f"{bad.height} row(s) have partition values outside the run's partitions: {sample} "
             f"(run partitions start with {allowed}{'...' if len(values) > 3 else ''})",
         )
+
+
+#: The directory name of the null partition (Hive, Spark, delta-rs, polars).
+HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
+_TEXT_TYPES = (pl.String, pl.Categorical, pl.Enum)
+
+
+def check_partition_markers(df: pl.DataFrame, spec: TargetSpec) -> None:
+    """Refuse the empty string and ``'__HIVE_DEFAULT_PARTITION__'`` in string partition columns.
+
+    The Delta protocol serializes an empty partition value like a null, and the marker is the
+    null partition's directory name, so both would read back as null (polars reads the marker's
+    directory as null) and a replace of the ``''`` partition would match no file and keep its
+    old rows. Refused instead of rewritten: which value stands for "empty" is the data
+    engineer's choice, not ours. Applied by the Delta writer and by ``InMemoryTables``.
+    """
+    if not spec.partition_by or df.height == 0:
+        return
+    for name in spec.partition_by:
+        if name not in df.columns or not isinstance(df.schema[name], _TEXT_TYPES):
+            continue
+        hits = df.get_column(name).cast(pl.String).is_in(["", HIVE_NULL])
+        bad = int(hits.sum())
+        if bad:
+            found = sorted(set(df.get_column(name).cast(pl.String).filter(hits).to_list()))
+            raise DataValidationError(
+                str(spec.ref), name,
+                f"{bad} row(s) hold the partition value(s) {found}, which Delta reads back as null "
+                f"(an empty partition value is serialized like a null; {HIVE_NULL!r} is the null "
+                f"partition's directory); map them to null or to another value before writing, e.g. "
+                f"pl.col({name!r}).replace('', None)",
+            )
 
 
 def frame_partitions(df: pl.DataFrame, spec: TargetSpec) -> tuple[dict[str, Any], ...]:

@@ -24,7 +24,8 @@ from loom_resources.dtypes import (
 from loom_resources.errors import SpecError
 from loom_resources.predicates import Predicate, check_columns
 
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# matched with fullmatch: "$" alone would accept a trailing newline ("loom\n.run_records")
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def _frozen(m: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -69,7 +70,7 @@ class TableRef:
 
     def __post_init__(self) -> None:
         for part, label in ((self.schema, "schema"), (self.table, "table")):
-            if not isinstance(part, str) or not _IDENT.match(part):
+            if not isinstance(part, str) or not _IDENT.fullmatch(part):
                 raise ValueError(
                     f"invalid {label} name {part!r} in table reference "
                     f"{self.schema!r}.{self.table!r}: use letters, digits and underscores, not starting with a digit"

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 from loom_resources.dtypes import DataType, Date, Datetime
 from loom_resources.errors import SchemaMismatchError
 from loom_resources.model import RunParams, SourceSpec, TargetSpec, partition_key_value
-from loom_resources.predicates import And, Compare, In, Or, Predicate, col
+from loom_resources.predicates import And, Compare, In, IsNull, Or, Predicate, col
 
 #: The row-count column of a reader's optional ``partition_counts(ref, columns)``: one row per
 #: data file with its partition values (see :func:`rows_by_partition`).
@@ -44,13 +44,24 @@ def run_partition_values(spec: TargetSpec, params: RunParams, column_types: Mapp
 
 def partition_predicate(values: Sequence[Mapping[str, Any]]) -> Predicate:
     """Rows inside any of the given partitions: one ``IN`` for one column, else an OR of ANDs.
-    No partitions select no rows."""
+    No partitions select no rows. A null value is the null partition: ``IS NULL``, since
+    ``IN (NULL)`` and ``= NULL`` match nothing in SQL (delta-rs refused such a replace, and a
+    ClickHouse replace would keep the null partition's old rows)."""
     if not values:
         return Or(())
     cols = list(values[0])
     if len(cols) == 1:
-        return In(cols[0], tuple(v[cols[0]] for v in values))
-    return Or(tuple(And(tuple(Compare(k, "=", v[k]) for k in cols)) for v in values))
+        name = cols[0]
+        present = tuple(v[name] for v in values if v[name] is not None)
+        parts: list[Predicate] = [In(name, present)] if present else []
+        if len(present) < len(values):
+            parts.append(IsNull(name))
+        return parts[0] if len(parts) == 1 else Or(tuple(parts))
+    return Or(tuple(And(tuple(_equals(k, v[k]) for k in cols)) for v in values))
+
+
+def _equals(column: str, value: Any) -> Predicate:
+    return IsNull(column) if value is None else Compare(column, "=", value)
 
 
 def _window_bound(value: dt.datetime, dtype: DataType) -> Any:

@@ -108,6 +108,30 @@ def test_clickhouse_system_schema_is_reserved(backends: dict[str, Any]) -> None:
     validate_tables([T("system.mine", "delta")], backends)  # only ClickHouse reserves it
 
 
+@pytest.mark.parametrize("backend", ["delta", "clickhouse"])
+@pytest.mark.parametrize("name", ["Loom.run_records", "LOOM.mine", "lOoM.x"])
+def test_loom_schema_is_reserved_whatever_its_case(backends: dict[str, Any], backend: str, name: str) -> None:
+    # issue 23: on a case-insensitive file system Loom.run_records is the audit table's directory
+    refused([T(name, backend)], backends, name, "reserved")
+
+
+@pytest.mark.parametrize("name", ["SYSTEM.x", "System.x", "Information_Schema.x", "INFORMATION_SCHEMA.x",
+                                  "_LOOM.x", "_Loom.x"])
+def test_clickhouse_reserved_schemas_whatever_their_case(backends: dict[str, Any], name: str) -> None:
+    refused([T(name, "clickhouse")], backends, name, "reserved")
+
+
+def test_delta_refuses_a_case_variant_of_the_loom_schema_at_write(tmp_path: Path) -> None:
+    from loom_resources import RunParams, TableRef, TargetSpec
+    from loom_resources.model import Backend as B
+
+    delta = DeltaResource(root=str(tmp_path))
+    spec = TargetSpec(ref=TableRef("Loom", "run_records"), backend=B.DELTA, columns=tuple(COLS))
+    with pytest.raises(SpecError, match="Loom.run_records.*reserved"):
+        delta.write(pl.DataFrame({"id": [1], "v": ["a"]}), spec, RunParams())
+    assert not (tmp_path / "Loom").exists() and not (tmp_path / "loom").exists()
+
+
 def test_sql_reading_a_table_that_is_not_a_source(backends: dict[str, Any]) -> None:
     refused([T("a.x"), T("a.y", sql="SELECT id, v FROM other", sources=["a.x"])], backends, "a.y", "other")
 

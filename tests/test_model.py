@@ -67,6 +67,9 @@ def test_table_ref_parse_and_name() -> None:
         ("s", "a b", "a b", "table"),
         ("s", "a`b", "a`b", "table"),
         ("s", "ümlaut", "ümlaut", "table"),
+        # issue 23: "$" under re.match let a trailing newline through
+        ("loom\n", "run_records", "loom\n", "schema"),
+        ("s", "t\n", "t\n", "table"),
     ],
 )
 def test_table_ref_invalid_parts(schema: str, table: str, bad: str, label: str) -> None:
@@ -91,6 +94,8 @@ def test_table_ref_parse_invalid_part_after_split() -> None:
         TableRef.parse("a.")
     with pytest.raises(ValueError, match=r"invalid schema name ''"):
         TableRef.parse(".b")
+    with pytest.raises(ValueError, match=r"invalid schema name 'loom\\n'"):
+        TableRef.parse("loom\n.run_records")
 
 
 def test_table_ref_frozen() -> None:

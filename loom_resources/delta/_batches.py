@@ -21,7 +21,7 @@ from loom_resources.polars_types import to_polars
 if TYPE_CHECKING:  # pyarrow (+NumPy, ~0.1 s) is imported when data moves, not when a code location loads
     import pyarrow as pa
 
-__all__ = ["BatchSource", "as_arrow", "batch_schema", "storable_exprs", "whole_microseconds_check"]
+__all__ = ["BatchSource", "as_arrow", "batch_schema", "storable_exprs", "whole_microseconds_check", "without_views"]
 
 Frame = pl.LazyFrame | pl.DataFrame
 _LOG_EVERY_BATCHES = 10  # progress in the log (and the demo's console line) on long streaming writes
@@ -65,11 +65,35 @@ def batch_schema(columns: Schema) -> pa.Schema:
     )
 
 
-def as_arrow(df: pl.DataFrame, schema: pa.Schema) -> pa.RecordBatchReader:
-    """``df`` (already in storable types) as an Arrow stream in ``schema``. A stream, not a table:
-    delta-rs then overlaps Polars' export with writing, as ``DataFrame.write_delta`` does."""
+def _unviewed(t: pa.DataType) -> pa.DataType:
     import pyarrow as pa
-    return pa.RecordBatchReader.from_stream(df).cast(schema)
+
+    if pa.types.is_string_view(t):
+        return pa.large_string()
+    if pa.types.is_binary_view(t):
+        return pa.large_binary()
+    if pa.types.is_struct(t):
+        return pa.struct([t.field(i).with_type(_unviewed(t.field(i).type)) for i in range(t.num_fields)])
+    if pa.types.is_large_list(t) or pa.types.is_list(t):
+        return pa.large_list(t.value_field.with_type(_unviewed(t.value_type)))
+    return t
+
+
+def without_views(schema: pa.Schema) -> pa.Schema:
+    """``schema`` with string and binary views as large strings and binaries: delta-rs' writer
+    stores the Arrow schema it is handed in every Parquet file, and readers that meet
+    ``Utf8View`` there fail (daft 0.7: "Unsupported Arrow DataType: Utf8View"; deltalake's
+    Arrow dataset: no kernel for a string filter). Polars' own Parquet files hold no views."""
+    import pyarrow as pa
+    return pa.schema([f.with_type(_unviewed(f.type)) for f in schema], metadata=schema.metadata)
+
+
+def as_arrow(df: pl.DataFrame, schema: pa.Schema) -> pa.RecordBatchReader:
+    """``df`` (already in storable types) as an Arrow stream in ``schema`` without views (see
+    :func:`without_views`), for delta-rs' writer. A stream, not a table: delta-rs then overlaps
+    Polars' export with writing, as ``DataFrame.write_delta`` does."""
+    import pyarrow as pa
+    return pa.RecordBatchReader.from_stream(df).cast(without_views(schema))
 
 
 def whole_microseconds_check(columns: Schema, table: str) -> Callable[[pl.DataFrame], None] | None:
@@ -127,7 +151,7 @@ class BatchSource:
         if not self.streaming:
             return as_arrow(next(self.frames()), self.schema)
         return pa.RecordBatchReader.from_batches(
-            self.schema, (b for df in self.frames() for b in as_arrow(df, self.schema)))
+            without_views(self.schema), (b for df in self.frames() for b in as_arrow(df, self.schema)))
 
     def frames(self) -> Iterator[pl.DataFrame]:
         """The whole write's data for one commit attempt: validated frames in the storable types

@@ -13,6 +13,7 @@ commit; :func:`with_retries` then reloads the table, finds the app transaction a
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -29,22 +30,42 @@ from loom_resources.predicates import Predicate, to_sql
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["commit", "commit_properties", "is_conflict", "render", "with_retries"]
+__all__ = ["COMMIT_ID_KEY", "commit", "commit_properties", "committed_version", "is_conflict", "render", "with_retries"]
+
+
+#: commitInfo key carrying a commit attempt's own id: how a write finds the version it committed
+#: when delta-rs does not say (``create_write_transaction`` returns nothing, and the table object
+#: stays at its read version; the latest version may already be another writer's).
+COMMIT_ID_KEY = "loomCommitId"
+
+
+def committed_version(loc: DeltaLocation, read_version: int, commit_id: str) -> int:
+    """The version whose commitInfo carries ``commit_id``: a commit made after ``read_version``
+    (delta-rs' own retries may have moved it past other writers' commits)."""
+    latest = loc.open()
+    assert latest is not None  # the commit just succeeded
+    for info in latest.history(max(1, latest.version() - read_version)):
+        if info.get(COMMIT_ID_KEY) == commit_id:
+            return int(info["version"])
+    raise AssertionError(f"commit {commit_id} not found after version {read_version} of {loc.display_uri}")
 
 
 def commit_properties(loc: DeltaLocation, app_id: str | None, *, internal_retries: bool = True,
-                      predicate: str | None = None) -> CommitProperties:
+                      predicate: str | None = None, commit_id: str | None = None) -> CommitProperties:
     """Commit properties recording the write's app transaction (for idempotent retries).
 
     ``internal_retries=False``: delta-rs does not move the commit to a later version itself (a
     table creation must: delta-rs would otherwise commit a losing creation as version 1, without
     a conflict check, measured with deltalake 1.6). ``predicate``: the rows an overwrite replaced,
     recorded in the history's ``operationParameters`` as ``write_deltalake`` records its own.
+    ``commit_id``: recorded under :data:`COMMIT_ID_KEY` (see :func:`committed_version`).
     """
     txns = [Transaction(app_id, 1)] if app_id else None
     retries = loc.max_commit_retries if internal_retries else 0
-    meta = {"operationParameters": {"predicate": predicate}} if predicate else None
-    return CommitProperties(app_transactions=txns, max_commit_retries=retries, custom_metadata=meta)
+    meta: dict[str, Any] = {"operationParameters": {"predicate": predicate}} if predicate else {}
+    if commit_id:
+        meta[COMMIT_ID_KEY] = commit_id
+    return CommitProperties(app_transactions=txns, max_commit_retries=retries, custom_metadata=meta or None)
 
 
 def commit(
@@ -58,8 +79,11 @@ def commit(
     schema_mode: Literal["merge", "overwrite"] | None = None,
     snapshot: DeltaTable | None = None,
     create: bool = False,
-) -> None:
+    known_version: int = -1,
+    stats_columns: str | None = None,
+) -> int:
     """One ``write_deltalake`` call: one commit, recording the write's app transaction.
+    Returns the version it committed.
 
     Args:
         snapshot: The table as the write checked it: the commit's read version (delta-rs fails
@@ -68,20 +92,28 @@ def commit(
         create: The write creates the table; it fails (and is retried as a conflict) when a
             concurrent writer created it first, instead of silently appending to it: the
             version-0 commit is put-if-absent and delta-rs' own retries are off.
+        known_version: Without ``snapshot``: a version the table had before the call (-1: none),
+            where the search for the committed version starts.
+        stats_columns: The created table's ``delta.dataSkippingStatsColumns``.
     """
     target: str | DeltaTable = snapshot if snapshot is not None else loc.uri
+    commit_id = uuid.uuid4().hex
     common: dict[str, Any] = dict(
         partition_by=list(partition_by) or None,
         schema_mode=schema_mode,
         storage_options=loc.storage_options or None,
-        commit_properties=commit_properties(loc, app_id, internal_retries=not create),
+        commit_properties=commit_properties(loc, app_id, internal_retries=not create, commit_id=commit_id),
     )
     if create:
-        write_deltalake(target, data, mode="error", configuration=loc.creation_config(), **common)
-    elif mode == "overwrite":
+        write_deltalake(target, data, mode="error", configuration=loc.creation_config(stats_columns), **common)
+        return 0
+    if mode == "overwrite":
         write_deltalake(target, data, mode="overwrite", predicate=predicate, **common)
     else:
         write_deltalake(target, data, mode="append", **common)
+    if snapshot is not None:
+        return snapshot.version()  # write_deltalake moved the object to the version it committed
+    return committed_version(loc, known_version, commit_id)
 
 
 def is_conflict(exc: BaseException) -> bool:

@@ -107,12 +107,12 @@ def write_history(
     names = [c.name for c in w.columns]
     out = out.select([pl.col(n) if n in out.columns else pl.lit(None).alias(n) for n in names])
 
-    def attempt() -> None:
-        w.commit(as_arrow(out, w.schema), mode="overwrite" if predicate else "append", predicate=predicate,
-                 schema_mode="merge" if w.new_columns else None)
+    def attempt() -> int:
+        return w.commit(as_arrow(out, w.schema), mode="overwrite" if predicate else "append", predicate=predicate,
+                        schema_mode="merge" if w.new_columns else None)
 
-    with_retries(spec.ref, w.loc, attempt)
-    return w, Outcome(rows=up.height + (deletes.height if deletes is not None else 0))
+    version = with_retries(spec.ref, w.loc, attempt)
+    return w, Outcome(rows=up.height + (deletes.height if deletes is not None else 0), version=version)
 
 
 def _apply(current: pl.DataFrame, up: pl.DataFrame, deletes: pl.DataFrame | None, spec: TargetSpec,

@@ -49,9 +49,20 @@ class DeltaLocation:
     #: (``loom_resources.delta._files``) when the write allows it.
     polars_files: bool = False
 
-    def creation_config(self) -> dict[str, str | None] | None:
-        """The table properties of a table this location creates (``None``: delta-rs' defaults)."""
-        return {"delta.checkpointInterval": str(self.checkpoint_interval)} if self.checkpoint_interval else None
+    def creation_config(self, stats_columns: str | None = None) -> dict[str, str | None] | None:
+        """The table properties of a table this location creates (``None``: delta-rs' defaults).
+
+        Args:
+            stats_columns: ``delta.dataSkippingStatsColumns`` (see ``_stats.stats_columns``).
+        """
+        conf: dict[str, str | None] = {}
+        if self.checkpoint_interval:
+            conf["delta.checkpointInterval"] = str(self.checkpoint_interval)
+        if stats_columns:
+            conf["delta.dataSkippingStatsColumns"] = stats_columns
+        elif stats_columns is not None:  # no column qualifies: statistics of none
+            conf["delta.dataSkippingNumIndexedCols"] = "0"
+        return conf or None
 
     def open(self) -> DeltaTable | None:
         """The table at its latest version, or ``None`` when there is none.

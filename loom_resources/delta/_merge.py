@@ -7,6 +7,8 @@ instead of scanning the table.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import polars as pl
 
 from loom_resources.conform import frame_partitions
@@ -15,6 +17,9 @@ from loom_resources.delta._commit import commit_properties, render, with_retries
 from loom_resources.delta._write import DeltaWrite, Outcome, merge_metric_counts
 from loom_resources.partitions import partition_predicate
 from loom_resources.predicates import quote_identifier
+
+if TYPE_CHECKING:
+    from deltalake import DeltaTable
 
 __all__ = ["merge_table"]
 
@@ -37,6 +42,8 @@ def merge_table(w: DeltaWrite) -> Outcome:
     predicate = " AND ".join(conds)
     snapshot = w.snapshots()
 
+    used: list[DeltaTable] = []  # the table object the merge committed through (moved to its version)
+
     def attempt() -> dict[str, int] | None:
         # a merge is idempotent on its keys: a retry (or a concurrent attempt of the same write)
         # merges the same rows again and changes nothing
@@ -54,9 +61,11 @@ def merge_table(w: DeltaWrite) -> Outcome:
         )
         if spec.delete_unmatched:
             merger = merger.when_not_matched_by_source_delete(target_parts)
-        return merge_metric_counts(dict(merger.execute()))
+        metrics = merge_metric_counts(dict(merger.execute()))
+        used[:] = [table]
+        return metrics
 
     metrics = with_retries(spec.ref, w.loc, attempt, source)
-    if metrics is None:
-        return Outcome(rows=df.height)
-    return Outcome(rows=df.height, partitions=values, merge_metrics=metrics)
+    if metrics is None:  # the write created the table: version 0
+        return Outcome(rows=df.height, version=0)
+    return Outcome(rows=df.height, partitions=values, merge_metrics=metrics, table=used[0])

@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING, Any, Literal
 import polars as pl
 from deltalake import DeltaTable
 
-from loom_resources.conform import conform, frame_partitions, with_audit_columns
+from loom_resources.conform import check_partition_markers, conform, frame_partitions, with_audit_columns
 from loom_resources.delta._batches import BatchSource, batch_schema, whole_microseconds_check
 from loom_resources.delta._commit import commit, render, with_retries
 from loom_resources.delta._files import ParquetFiles, replace_filter, supported
 from loom_resources.delta._location import DeltaLocation
+from loom_resources.delta._stats import stats_columns
 from loom_resources.delta._types import schema_from_delta, storable, storable_columns
 from loom_resources.dtypes import Schema
 from loom_resources.errors import LoomError, SchemaMismatchError
@@ -51,6 +52,9 @@ class Outcome:
     #: The table object the commit went through: delta-rs moves it to the committed version, so
     #: the result is read from it instead of reopening the log.
     table: DeltaTable | None = None
+    #: The version this write committed, when known apart from ``table`` (never the latest version
+    #: read afterwards: a concurrent writer may have committed since).
+    version: int | None = None
 
 
 @dataclass
@@ -85,10 +89,14 @@ class DeltaWrite:
 
     def commit(self, data: pa.Table | pa.RecordBatchReader, *, mode: Literal["append", "overwrite"],
                predicate: str | None = None, schema_mode: Literal["merge", "overwrite"] | None = None,
-               snapshot: DeltaTable | None = None, create: bool = False) -> None:
-        """One commit of ``data`` recording this write's app transaction (see ``_commit.commit``)."""
-        commit(self.loc, data, app_id=self.plan.app_id, partition_by=self.spec.partition_by, mode=mode,
-               predicate=predicate, schema_mode=schema_mode, snapshot=snapshot, create=create)
+               snapshot: DeltaTable | None = None, create: bool = False) -> int:
+        """One commit of ``data`` recording this write's app transaction (see ``_commit.commit``);
+        returns the version it committed."""
+        known = self.table.version() if self.table is not None else -1
+        types = {c.name: c.dtype for c in storable_columns(self.columns) if c.name not in self.spec.partition_by}
+        return commit(self.loc, data, app_id=self.plan.app_id, partition_by=self.spec.partition_by, mode=mode,
+                      predicate=predicate, schema_mode=schema_mode, snapshot=snapshot, create=create,
+                      known_version=known, stats_columns=stats_columns(types))
 
     def snapshots(self) -> Callable[[], DeltaTable | None]:
         """The table each commit attempt reads: the one this write was planned against first,
@@ -157,7 +165,8 @@ def prepare_write(
         columns = tuple(dataclasses.replace(x, nullable=stored_null.get(x.name, True)) for x in columns)
     if spec.mode is not WriteMode.HISTORY:
         out = out.select([x.name for x in columns])
-    plan = plan.with_checks(whole_microseconds_check(columns, str(spec.ref)))
+    plan = plan.with_checks(whole_microseconds_check(columns, str(spec.ref)),
+                            lambda df: check_partition_markers(df, spec))
     return DeltaWrite(plan=plan, loc=loc, table=table, stored=stored, frame=out, columns=columns,
                       new_columns=c.new_columns, schema=batch_schema(storable_columns(columns)))
 
@@ -204,12 +213,12 @@ def write_table(w: DeltaWrite) -> Outcome:
         if supported(w.loc, table, stored_types, spec.partition_by, mode=mode, predicate=predicate,
                      partitions=out.partitions, schema_mode=schema_mode):
             replace = replace_filter(spec.partition_by, out.partitions) if predicate is not None else None
-            files.commit(table, mode=mode, replace=replace, app_id=plan.app_id, predicate=predicate)
+            out.version = files.commit(table, mode=mode, replace=replace, app_id=plan.app_id, predicate=predicate)
             out.table = None  # delta-rs does not move the object to the new version here
             return True
         files.discard()  # a retry may find a table the files cannot go to
-        w.commit(source.data(), mode=mode, predicate=predicate, schema_mode=schema_mode, snapshot=table,
-                 create=table is None)
+        out.version = w.commit(source.data(), mode=mode, predicate=predicate, schema_mode=schema_mode,
+                               snapshot=table, create=table is None)
         out.table = table
         return True
 
@@ -253,7 +262,7 @@ def result(w: DeltaWrite, out: Outcome) -> WriteResult:
         rows_written=0 if out.skipped else out.rows,
         mode=w.spec.mode,
         streaming=w.plan.streaming and w.spec.mode not in (WriteMode.MERGE, WriteMode.HISTORY),
-        version=table.version(),
+        version=out.version if out.version is not None else table.version(),
         schema=schema_from_delta(table.schema()),
         partitions=tuple(out.partitions),
         skipped=out.skipped,

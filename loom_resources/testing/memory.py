@@ -21,7 +21,14 @@ from typing import Any
 import polars as pl
 
 from loom_resources.capabilities import Capabilities
-from loom_resources.conform import Conformed, conform, frame_partitions, partition_filter, with_audit_columns
+from loom_resources.conform import (
+    Conformed,
+    check_partition_markers,
+    conform,
+    frame_partitions,
+    partition_filter,
+    with_audit_columns,
+)
 from loom_resources.dtypes import Schema
 from loom_resources.errors import SchemaMismatchError, TableNotFoundError
 from loom_resources.model import (
@@ -156,6 +163,8 @@ class InMemoryTables:
         plan = plan_write(frame, spec, params, write_ctx, requested_streaming=streaming, resource_audit=False,
                           column_types=types)
         spec = plan.spec
+        # as the Delta writer: '' and the null partition's marker would read back as null there
+        plan = plan.with_checks(lambda df: check_partition_markers(df, spec))
         c = conform(frame, spec, stored)
         df = c.frame.collect() if isinstance(c.frame, pl.LazyFrame) else c.frame
         plan.validate(df)

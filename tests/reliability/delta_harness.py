@@ -74,7 +74,8 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     while go and not os.path.exists(go):  # start barrier for concurrent attempts
         time.sleep(0.001)
     t0 = time.perf_counter()
-    res = DeltaResource(root=job["root"], max_commit_retries=job.get("retries", 8)).write(
+    res = DeltaResource(root=job["root"], max_commit_retries=job.get("retries", 8),
+                        parquet_writer=job.get("parquet_writer", "polars")).write(
         frame, spec, params, streaming=bool(job.get("streaming")), write_ctx=ctx)
     end = time.perf_counter()
     return {"ok": True, "skipped": res.skipped, "version": res.version, "seconds": end - t0, "total": end - t_start}

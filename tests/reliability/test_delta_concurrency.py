@@ -67,6 +67,28 @@ def test_four_concurrent_partition_writers_lose_nothing(zygote: Zygote, tmp_path
         assert DeltaTable(uri).version() == 4
 
 
+@pytest.mark.parametrize("writer", ["polars", "delta-rs"])
+def test_each_concurrent_writer_reports_the_version_it_committed(zygote: Zygote, tmp_path: Path, writer: str) -> None:
+    """Issue 23: the polars path reported the latest version after its commit (another writer's):
+    one writer committed version 9 per _delta_log and reported 11."""
+    import json
+
+    for trial in range(2):
+        root = tmp_path / f"{writer}{trial}"
+        uri = _seed(root, "s.parts")
+        jobs = [{"root": str(root), "ref": "s.parts", "mode": "replace_partitions", "n": 2_000, "factor": 2.0,
+                 "only_days": [d], "run_id": f"writer-{d}", "parquet_writer": writer} for d in range(4)]
+        outs = _concurrent(zygote, jobs, tmp_path / f"go-{writer}{trial}")
+        assert all(o["ok"] and not o["skipped"] for o in outs), outs
+        for job, out in zip(jobs, outs, strict=True):
+            # the commit file of the reported version adds the files of this writer's day only
+            log = Path(uri) / "_delta_log" / f"{out['version']:020d}.json"
+            days = {a["add"]["partitionValues"]["day"] for a in map(json.loads, log.read_text().splitlines())
+                    if "add" in a}
+            assert days == {f"2024-01-0{job['only_days'][0] + 1}"}, (job, out, days)
+        assert sorted(o["version"] for o in outs) == [1, 2, 3, 4]
+
+
 def test_concurrent_attempts_of_one_merge_apply_once(zygote: Zygote, tmp_path: Path) -> None:
     ref = "s.merged"
     clean = tmp_path / "clean"
