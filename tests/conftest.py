@@ -101,7 +101,6 @@ def s3_delta_resource(endpoint: str, prefix: str = "lake", parquet_writer: str =
     import boto3
 
     from loom_resources.delta import DeltaResource
-    from loom_resources.testing.ch_http import ServerProcess
 
     bucket = f"{prefix}-" + uuid.uuid4().hex[:8]
     boto3.client(

@@ -47,6 +47,8 @@ class Stage:
         )
         self.staging: TableRef | None = None
         self.publishing = False
+        #: False when another attempt of the same write published it (this one lost the claim)
+        self.published_by_me = True
         if self.engine is not None and spec.mode is WriteMode.MERGE and "Replacing" not in self.engine:
             raise SpecError(
                 f"table {self.table} exists with engine {self.engine.split(' ')[0]}; merge needs a ReplacingMergeTree "
@@ -183,8 +185,9 @@ class Stage:
         run_filter = render(partition_predicate(values)) if values and mode is WriteMode.REPLACE_PARTITIONS else ""
         token = self.plan.app_id if self.plan is not None else None
         self.publishing = token is not None
-        publish(self.res, self.ref, self.staging, mode, token, rows, run_filter)
-        self.publishing = False
+        outcome = publish(self.res, self.ref, self.staging, mode, token, rows, run_filter)
+        self.publishing = False  # a lost claim leaves this attempt's staging table to drop
+        self.published_by_me = outcome.by_me
         return parts or (values if mode is WriteMode.REPLACE_PARTITIONS else ())
 
     def staged_partitions(self) -> PartitionValues:
