@@ -64,7 +64,9 @@ class Published:
     rows: int
 
 STAGE_PREFIX = "_loom_stage_"
-_PID = re.compile(r"_p(\d+)_[0-9a-f]{6}$")
+_PID = re.compile(r"_p(\d+)(?:h([0-9a-f]{4}))?_[0-9a-f]{6}$")
+#: This host in staging names, so a sweep on a server can tell this host's dead processes apart.
+HOST_TAG = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:4]
 
 
 def staging_ref(target: TableRef, token: str | None) -> TableRef:
@@ -72,13 +74,28 @@ def staging_ref(target: TableRef, token: str | None) -> TableRef:
     with the writing process (``..._<tag>_p<pid>_<random>``), so a sweep can tell a dead
     process's leftovers from a live write."""
     tag = hashlib.sha256(token.encode()).hexdigest()[:12] if token else "adhoc"
-    return TableRef(target.schema, f"{STAGE_PREFIX}{target.table[:40]}_{tag}_p{os.getpid()}_{uuid.uuid4().hex[:6]}")
+    return TableRef(target.schema,
+                    f"{STAGE_PREFIX}{target.table[:40]}_{tag}_p{os.getpid()}h{HOST_TAG}_{uuid.uuid4().hex[:6]}")
 
 
 def staging_pid(name: str) -> int | None:
     """The process that created a staging table (``None`` for names without one)."""
     m = _PID.search(name)
     return int(m.group(1)) if m else None
+
+
+def staging_of_dead_local_process(name: str) -> bool:
+    """Whether a staging table was created by a process of this host that no longer runs."""
+    m = _PID.search(name)
+    if not m or m.group(2) != HOST_TAG:
+        return False
+    try:
+        os.kill(int(m.group(1)), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def marker(token: str | None) -> str:
