@@ -147,3 +147,9 @@ def ch_http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]
 def ch_http_url(ch_http: ServerProcess) -> str:
     """The URL of the session's ClickHouse HTTP endpoint (database ``default``)."""
     return ch_http.url()
+
+
+@pytest.fixture(params=["chdb", "http"])
+def ch_url(request: pytest.FixtureRequest) -> str:
+    """A ClickHouse URL of each kind: the session's embedded engine, then the HTTP endpoint."""
+    return str(request.getfixturevalue("chdb_url" if request.param == "chdb" else "ch_http_url"))

@@ -299,8 +299,8 @@ class ClickHouseConnection(ConfigurableResource):
         self._call(what, client.insert_arrow, qt(ref), table, settings=dict(settings or {}))
 
     def completed_here(self, ref: TableRef, token: str) -> int | None:
-        """Rows of the write ``token`` of ``ref`` if this connection's recovery published it."""
-        return self._completed.get((str(ref), token))
+        """Rows of the write ``token`` of ``ref`` if this connection's recovery published it (once)."""
+        return self._completed.pop((str(ref), token), None)  # reported once, by the write that asks first
 
     def track_spool(self, directory: str) -> None:
         """Delete ``directory`` when this connection closes (the step ends)."""
