@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export LOOM_HOME ?= $(CURDIR)/.loom
 export DAGSTER_HOME ?= $(LOOM_HOME)/dagster
 
-.PHONY: wheel demo test lint typecheck ui bench bench-quick bench-overhead bench-billion bench-official-venv clean setup instance bytecode
+.PHONY: wheel clickhouse-http demo test lint typecheck ui bench bench-quick bench-overhead bench-billion bench-official-venv clean setup instance bytecode
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (Python 3.11) on PATH"; exit 1; }
@@ -36,6 +36,12 @@ instance: bytecode
 
 demo: instance
 	$(BIN)/python -m sample_platform.demo
+
+# A ClickHouse HTTP endpoint over one embedded engine (loom_resources/testing/ch_http.py; see
+# docs/clickhouse-server.md); then: LOOM_CLICKHOUSE_URL=http://default@127.0.0.1:8123/default make demo
+CLICKHOUSE_HTTP_PORT ?= 8123
+clickhouse-http: bytecode
+	$(BIN)/python -m loom_resources.testing.ch_http --path $(LOOM_HOME)/clickhouse-http --host 127.0.0.1 --port $(CLICKHOUSE_HTTP_PORT)
 
 lint: $(STAMP)
 	$(BIN)/ruff check loom_resources loom_assets examples tests bench

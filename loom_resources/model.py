@@ -150,12 +150,30 @@ class ClickHouseTableOptions:
         order_by: ``ORDER BY`` columns; default the merge keys, else ``tuple()``.
         partition_by: ``PARTITION BY`` expression; default the declared partition columns.
         ttl: Optional ``TTL`` expression.
+        cluster: A cluster name: the tables Loom creates for this table (its staging tables,
+            the table itself, the Distributed table) are created ``ON CLUSTER`` it.
+        replicated: Create the table with the ``Replicated`` variant of ``engine``
+            (``ReplicatedMergeTree``, ``ReplicatedReplacingMergeTree(...)``...) at ``keeper_path``.
+        keeper_path / replica: The Replicated engine's Keeper path and replica name (ClickHouse
+            macros; the default path uses ``{uuid}``, which survives the renames of a publication).
+        distributed: Name of a ``Distributed`` table (same database) over the table on ``cluster``,
+            created with it; read it to see every shard. ``sharding_key`` routes its inserts.
+        insert_quorum: ``insert_quorum`` of every insert of a write (replicas that must confirm).
+
+    See docs/clickhouse-server.md ("Clusters") for what was, and was not, run here.
     """
 
     engine: str = "MergeTree"
     order_by: tuple[str, ...] = ()
     partition_by: str | None = None
     ttl: str | None = None
+    cluster: str | None = None
+    replicated: bool = False
+    keeper_path: str = "/clickhouse/tables/{uuid}/{shard}"
+    replica: str = "{replica}"
+    distributed: str | None = None
+    sharding_key: str = "rand()"
+    insert_quorum: int | None = None
 
 
 AUDIT_COLUMNS: Schema = (

@@ -18,6 +18,7 @@ import pytest
 
 if TYPE_CHECKING:
     from loom_resources.delta import DeltaResource
+    from loom_resources.testing.ch_http import ServerProcess
 
 
 # SQL-check cache (loom_assets.sql_cache) of this test session only, shared with its subprocesses
@@ -127,3 +128,28 @@ def mounted_tmpfs(mount: Path, size: str) -> Iterator[Path]:
         yield mount
     finally:
         subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def ch_http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One ClickHouse HTTP endpoint (``loom_resources.testing.ch_http``: clickhouse-connect's HTTP
+    client against a real engine in a child process) for the whole session; tests isolate
+    themselves by database name, as on a shared server."""
+    from loom_resources.testing.ch_http import start_process
+
+    path = tmp_path_factory.mktemp("ch_http")
+    server = start_process(str(path / "data"), log=str(path / "server.log"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def ch_http_url(ch_http: ServerProcess) -> str:
+    """The URL of the session's ClickHouse HTTP endpoint (database ``default``)."""
+    return ch_http.url()
+
+
+@pytest.fixture(params=["chdb", "http"])
+def ch_url(request: pytest.FixtureRequest) -> str:
+    """A ClickHouse URL of each kind: the session's embedded engine, then the HTTP endpoint."""
+    return str(request.getfixturevalue("chdb_url" if request.param == "chdb" else "ch_http_url"))

@@ -454,3 +454,51 @@ def test_runtime_rebuild_detection_fails_closed(monkeypatch: pytest.MonkeyPatch,
     result = dg.materialize([_uses_clickhouse], resources={"ch": res}, instance=instance, raise_on_error=False)
     assert not result.success
     _assert_absent(_stored_text(instance, result.run_id))
+
+
+# -- issue 24: every URL form that carries a literal password -----------------------------
+
+LITERAL_PASSWORD_FORMS = [
+    f"http://loom@host/db?password={SECRET}",  # password in the query string
+    f"http://host/?user=loom&password={SECRET}",
+    f"https://host:8443/db?x=1&PASSWORD={SECRET}",
+    f"chdb://loom:{SECRET}@/data/ch",  # chdb user-info
+    f"chdb:///data/ch?password={SECRET}",
+    f"loom:{SECRET}@host:8123",  # malformed: no scheme
+    f"http:/loom:{SECRET}@host",  # malformed: one slash
+    f"http:\\\\loom:{SECRET}@host",  # malformed: backslashes
+    f"//loom:{SECRET}@host:8123/db",
+]
+
+
+@pytest.mark.parametrize("url", LITERAL_PASSWORD_FORMS)
+def test_every_literal_password_form_is_refused_at_construction(url: str, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from loom_resources.clickhouse import ClickHouseResource
+
+    monkeypatch.chdir(tmp_path)
+    assert has_literal_password(url)
+    with pytest.raises(LiteralPasswordError) as info:
+        ClickHouseResource(url=url)
+    assert SECRET not in str(info.value) + repr(info.value)
+    with pytest.raises(LiteralPasswordError):
+        resolve_credentials(url, None, None, {})
+    assert not any(SECRET in p.name for p in tmp_path.rglob("*"))  # no directory named after it
+
+
+def test_chdb_user_info_never_becomes_a_path(tmp_path: Path) -> None:
+    for url in ("chdb://loom@/data/ch", "chdb://loom:@/data/ch", f"chdb://loom@{tmp_path}/x"):
+        with pytest.raises(InvalidClickHouseURLError, match="no user or password") as info:
+            parse_clickhouse_url(url, cwd=str(tmp_path))
+        assert "loom" not in str(info.value)
+    assert redact_url(f"chdb://loom:{SECRET}@/data/ch") == "chdb://***@/data/ch"
+    assert not list(tmp_path.iterdir())
+    assert parse_clickhouse_url("chdb:///a:b@c").path == "/a:b@c"  # an '@' inside the path is a path
+
+
+def test_urls_without_a_password_are_still_accepted() -> None:
+    from loom_resources.clickhouse import ClickHouseResource
+
+    for url in ("http://loom@h:8123/db", "http://h/db?user=loom", "http://loom:@h/db", "chdb:///x/y", "http://h/db?password="):
+        assert not has_literal_password(url)
+        assert ClickHouseResource(url=url).url == url

@@ -31,15 +31,24 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-def res(chdb_url: str) -> Iterator[ClickHouseResource]:
-    r = ClickHouseResource(url=chdb_url, insert_batch_rows=1000)
+def res(ch_url: str) -> Iterator[ClickHouseResource]:
+    """The resource on the embedded engine, then over HTTP (``ch_url`` in conftest)."""
+    r = ClickHouseResource(url=ch_url, insert_batch_rows=1000)
     yield r
     r.close()
 
 
 @pytest.fixture
-def raw(chdb_url: str) -> Iterator[Any]:
-    client = clickhouse_connect.get_client(dsn=chdb_url)
+def raw(ch_url: str) -> Iterator[Any]:
+    """A plain clickhouse-connect client on the same store, to read back what Loom wrote."""
+    if ch_url.startswith("chdb"):
+        client = clickhouse_connect.get_client(dsn=ch_url)
+    else:
+        from urllib.parse import urlsplit
+
+        u = urlsplit(ch_url)
+        client = clickhouse_connect.get_client(host=u.hostname, port=u.port, username="default", password="",
+                                               autogenerate_session_id=False)
     yield client
     client.close()
 
@@ -237,12 +246,14 @@ def test_embedded_path_is_waited_for_until_the_other_process_releases_it(tmp_pat
     assert "OPENED [(1,)]" in out, err[-2000:]
 
 
-def test_second_embedded_path_in_one_process_gives_clear_error(res: ClickHouseResource, tmp_path: Path) -> None:
+def test_second_embedded_path_in_one_process_gives_clear_error(chdb_url: str, tmp_path: Path) -> None:
+    res = ClickHouseResource(url=chdb_url)
     res.exists(TableRef("a", "b"))  # this process now holds the session path
     other = ClickHouseResource(url=f"chdb://{tmp_path / 'other'}")
     with pytest.raises(BackendUnavailableError, match="already holds another chdb path"):
         other.exists(TableRef("a", "b"))
     other.close()
+    res.close()
 
 
 # -- discovery and reading --------------------------------------------------------------------

@@ -54,8 +54,9 @@ def spool_parent(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def res(chdb_url: str, spool_parent: Path) -> Iterator[ClickHouseResource]:
-    r = ClickHouseResource(url=chdb_url, spool_dir=str(spool_parent))
+def res(ch_url: str, spool_parent: Path) -> Iterator[ClickHouseResource]:
+    """On the embedded engine, then over HTTP (``ch_url`` in conftest)."""
+    r = ClickHouseResource(url=ch_url, spool_dir=str(spool_parent))
     yield r
     r.close()
 

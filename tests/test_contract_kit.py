@@ -1,5 +1,6 @@
 """The contract kit (:mod:`loom_resources.testing.kit`) run against every Loom backend:
-in-memory tables, Delta on a local root, Delta on S3 (moto server), and embedded ClickHouse.
+in-memory tables, Delta on a local root, Delta on S3 (moto server), embedded ClickHouse, and
+ClickHouse over HTTP (the test endpoint over a real engine).
 
 Each class only says how to build a fresh store; every case comes from :class:`ContractKit`.
 """
@@ -50,5 +51,18 @@ class TestClickHouseContract(ContractKit):
         # one embedded engine path per process: always the session's chdb_url; tests are isolated
         # by schema (= database) name, and the client is closed after each test
         store = ClickHouseResource(url=chdb_url)
+        yield store
+        store.close()
+
+
+class TestClickHouseHTTPContract(ContractKit):
+    """The same kit through clickhouse-connect's HTTP client, against the session's HTTP
+    endpoint over a real engine (``ch_http`` in conftest): the path a ClickHouse server takes."""
+
+    backend = Backend.CLICKHOUSE
+
+    @pytest.fixture
+    def contract_store(self, ch_http_url: str) -> Iterator[ClickHouseResource]:
+        store = ClickHouseResource(url=ch_http_url)
         yield store
         store.close()

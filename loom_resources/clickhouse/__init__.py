@@ -20,8 +20,8 @@ from dagster import get_dagster_logger
 from loom_resources.capabilities import Capabilities
 from loom_resources.clickhouse._client import ClickHouseConnection
 from loom_resources.clickhouse._discovery import ch_columns, stored_schema, table_engine
-from loom_resources.clickhouse._ledger import LEDGER_SCHEMA
-from loom_resources.clickhouse._publish import recover
+from loom_resources.clickhouse._ledger import LEDGER, LEDGER_SCHEMA, Entry, open_entries
+from loom_resources.clickhouse._publish import abandon, recover
 from loom_resources.clickhouse._pushdown import ClickHouseQuery, ClickHouseRelation, execute_sql, runs_inside
 from loom_resources.clickhouse._read import read_sql, source_sql
 from loom_resources.clickhouse._sql import lit, qi, qt
@@ -69,22 +69,43 @@ class ClickHouseResource(ClickHouseConnection):
 
     def recover(self) -> list[str]:
         """Complete the publications that killed writes left half done, once per connection;
-        returns what was completed. Runs before this resource first reads or writes."""
+        returns what was completed. Runs before this resource first reads or writes.
+
+        A publication that cannot be completed (e.g. its table was dropped outside Loom) is
+        logged as a warning naming the write, its table and :meth:`abandon_publication`, and
+        blocks nothing else."""
         if self._recovered:
             return []
-        done = recover(self)
+        done, blocked = recover(self, self.stale_after_s)
+        for e in done:
+            self._completed[(e.target, e.token)] = e.rows
         swept = sweep_staging(self, self.stale_after_s)
         self._recovered = True
         log = get_dagster_logger()
-        for line in done + [f"dropped stale staging table {t}" for t in swept]:
+        lines = [f"completed the interrupted write {e.token} of {e.target} ({e.rows} rows)" for e in done]
+        for line in lines + [f"dropped stale staging table {t}" for t in swept]:
             log.info(f"ClickHouse at {self.store()}: {line}")
-        return done + swept
+        for warning in blocked:
+            log.warning(f"ClickHouse at {self.store()}: {warning}")
+        return lines + swept
 
     def sweep(self, min_age_s: float | None = None) -> list[str]:
         """Drop staging tables of dead writes older than ``min_age_s`` (default
         ``stale_after_s``); returns the dropped tables."""
-        recover(self)
+        recover(self, self.stale_after_s)
         return sweep_staging(self, self.stale_after_s if min_age_s is None else min_age_s)
+
+    def pending_publications(self) -> list[Entry]:
+        """Writes that were staged but whose publication is not recorded (interrupted, failing,
+        or in progress elsewhere): table, write token, staging table, rows, owner ``host:pid``."""
+        return open_entries(self) if self.exists(LEDGER) else []
+
+    def abandon_publication(self, table: TableRef | str, token: str) -> str:
+        """Maintenance: give up the unfinished write ``token`` of ``table`` (as named by
+        :meth:`pending_publications` or by the error of a write that cannot be published): its
+        staged rows are dropped and the ledger records it ``abandoned``, so no retry or recovery
+        tries it again. The table itself is not touched. Returns a one-line summary."""
+        return abandon(self, TableRef.parse(str(table)), token)
 
     # -- discovery -------------------------------------------------------------------------
 

@@ -106,6 +106,8 @@ class ClickHouseConnection(ConfigurableResource):
 
     _client: Any = PrivateAttr(default=None)
     _recovered: bool = PrivateAttr(default=False)
+    #: (table, token) -> rows of interrupted writes this connection's recovery published
+    _completed: dict[tuple[str, str], int] = PrivateAttr(default_factory=dict)
     _created: set[str] = PrivateAttr(default_factory=set)
     _spools: list[str] = PrivateAttr(default_factory=list)
     _scrubber: Scrubber = PrivateAttr(default_factory=Scrubber)
@@ -295,6 +297,10 @@ class ClickHouseConnection(ConfigurableResource):
         if not settings and self.inserts_in_place() and self._call(what, insert_in_place, client, qt(ref), table):
             return
         self._call(what, client.insert_arrow, qt(ref), table, settings=dict(settings or {}))
+
+    def completed_here(self, ref: TableRef, token: str) -> int | None:
+        """Rows of the write ``token`` of ``ref`` if this connection's recovery published it (once)."""
+        return self._completed.pop((str(ref), token), None)  # reported once, by the write that asks first
 
     def track_spool(self, directory: str) -> None:
         """Delete ``directory`` when this connection closes (the step ends)."""

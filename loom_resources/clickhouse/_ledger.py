@@ -1,75 +1,124 @@
 """The publication ledger: ClickHouse itself records which logical writes were staged and
 published, so a retried or re-executed write finishes its publication or skips it.
 
-One row per state change in ``_loom.publications``: ``staged`` (the staging table is complete;
-publishing may have started) and ``published``. A write is identified by its write context's
-idempotency token, the same across retries and re-executions of one run step.
+One row per state change in ``_loom.publications``:
+
+- ``staged``: the staging table is complete and this attempt CLAIMED the write. The row is
+  inserted with an ``insert_deduplication_token`` derived from the write, so when several
+  attempts of one write (two processes, a retry overlapping its first attempt) claim at once,
+  ClickHouse keeps exactly one row: the first to commit. Every attempt reads the claim back;
+  only the one it names publishes (the others drop their staging tables). Deduplication is
+  atomic in the engine (block ids of the part commit; Keeper on a replicated table).
+- ``moved``: another process took the staging table over to complete the publication
+  (``RENAME TABLE``: atomic, so exactly one taker wins); names the table's new name.
+- ``published``; ``abandoned`` (a maintenance operation gave up an unpublishable write).
+
+A write is identified by its write context's idempotency token, the same across retries and
+re-executions of one run step. ``owner`` is ``host:pid`` of the attempt that wrote the row.
 """
 
 from __future__ import annotations
 
+import os
+import socket
 from dataclasses import dataclass
 
 from loom_resources.clickhouse._client import ClickHouseConnection
 from loom_resources.clickhouse._sql import lit, qt
 from loom_resources.model import TableRef
 
-__all__ = ["LEDGER", "LEDGER_SCHEMA", "Entry", "ensure_ledger", "latest", "open_entries", "record"]
+__all__ = ["DONE", "LEDGER", "LEDGER_SCHEMA", "Entry", "claim", "ensure_ledger", "latest", "open_entries", "owner",
+           "record"]
 
 #: The database Loom keeps its own ClickHouse tables in (reserved for user tables).
 LEDGER_SCHEMA = "_loom"
 LEDGER = TableRef(LEDGER_SCHEMA, "publications")
+#: States after which a write needs nothing more.
+DONE = ("published", "abandoned")
+#: Claims deduplicated per table part history: far more than the writes in flight at once.
+_DEDUP_WINDOW = 10_000
 
 
 @dataclass(frozen=True)
 class Entry:
-    """The latest state of one logical write of one table."""
+    """The latest state of one logical write of one table. ``staging`` is
+    ``name|mode|run_filter`` of its current staging table."""
 
     target: str
     token: str
     state: str
     staging: str
     rows: int
+    owner: str = ""
+    age_s: float = 0.0
+
+
+def owner() -> str:
+    """This process as a ledger owner: ``host:pid``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def ensure_ledger(conn: ClickHouseConnection) -> None:
-    """Create the ledger when missing."""
+    """Create the ledger when missing (and bring a ledger made by an earlier version up to date)."""
     conn.create_once(f"CREATE DATABASE IF NOT EXISTS `{LEDGER_SCHEMA}`", what="create Loom's ledger database")
     conn.create_once(
         f"CREATE TABLE IF NOT EXISTS {qt(LEDGER)} (target String, token String, state LowCardinality(String), "
-        "staging String, rows UInt64, at DateTime64(6, 'UTC') DEFAULT now64(6, 'UTC')) "
-        "ENGINE = MergeTree ORDER BY (target, token)",
+        "staging String, rows UInt64, at DateTime64(6, 'UTC') DEFAULT now64(6, 'UTC'), owner String DEFAULT '') "
+        f"ENGINE = MergeTree ORDER BY (target, token) SETTINGS non_replicated_deduplication_window = {_DEDUP_WINDOW}",
         what="create Loom's publication ledger",
     )
+    conn.create_once(f"ALTER TABLE {qt(LEDGER)} ADD COLUMN IF NOT EXISTS owner String DEFAULT ''",
+                     what="add the owner column to Loom's publication ledger")
+    conn.create_once(f"ALTER TABLE {qt(LEDGER)} MODIFY SETTING non_replicated_deduplication_window = {_DEDUP_WINDOW}",
+                     what="let Loom's publication ledger deduplicate claims")
 
 
-def record(conn: ClickHouseConnection, target: TableRef, token: str, state: str, staging: str, rows: int) -> None:
-    """Append one state change (synchronously: it is durable when this returns)."""
+def record(conn: ClickHouseConnection, target: TableRef, token: str, state: str, staging: str, rows: int,
+           *, dedup: str | None = None) -> None:
+    """Append one state change (synchronously: it is durable when this returns). With ``dedup``,
+    a second insert of the same token is dropped by the engine."""
     conn.command(
-        f"INSERT INTO {qt(LEDGER)} (target, token, state, staging, rows) VALUES "
-        f"({lit(str(target))}, {lit(token)}, {lit(state)}, {lit(staging)}, {int(rows)})",
+        f"INSERT INTO {qt(LEDGER)} (target, token, state, staging, rows, owner) VALUES "
+        f"({lit(str(target))}, {lit(token)}, {lit(state)}, {lit(staging)}, {int(rows)}, {lit(owner())})",
         what=f"record the {state} write of {target}",
+        settings={"insert_deduplication_token": dedup, "insert_deduplicate": 1} if dedup else None,
     )
+
+
+def claim(conn: ClickHouseConnection, target: TableRef, token: str, staging: str, rows: int) -> Entry:
+    """Claim the write ``token`` of ``target`` for the staging table ``staging`` (``name|mode|filter``);
+    returns the claim that won, which is this one if its staging name is ours."""
+    record(conn, target, token, "staged", staging, rows, dedup=f"loom-claim|{target}|{token}")
+    rows_ = conn.query_rows(
+        f"SELECT staging, rows, owner FROM {qt(LEDGER)} WHERE target = {lit(str(target))} AND token = {lit(token)} "
+        "AND state = 'staged' ORDER BY at, staging LIMIT 1",
+        what=f"read the claim of this write of {target}",
+    )
+    st, n, who = rows_[0]
+    return Entry(str(target), token, "staged", str(st), int(n), str(who))
 
 
 def latest(conn: ClickHouseConnection, target: TableRef, token: str) -> Entry | None:
-    """The latest state of the write ``token`` of ``target`` (``published`` wins), if any."""
+    """The latest state of the write ``token`` of ``target`` (``published``/``abandoned`` win), if any."""
     rows = conn.query_rows(
-        f"SELECT state, staging, rows FROM {qt(LEDGER)} WHERE target = {lit(str(target))} AND token = {lit(token)} "
-        "ORDER BY state = 'published' DESC, at DESC LIMIT 1",
+        f"SELECT state, staging, rows, owner, dateDiff('millisecond', at, now64(6, 'UTC')) / 1000 FROM {qt(LEDGER)} "
+        f"WHERE target = {lit(str(target))} AND token = {lit(token)} "
+        f"ORDER BY state IN {DONE} DESC, at DESC LIMIT 1",
         what=f"look up an earlier attempt of this write of {target}",
     )
     if not rows:
         return None
-    state, staging, n = rows[0]
-    return Entry(str(target), token, str(state), str(staging), int(n))
+    state, staging, n, who, age = rows[0]
+    return Entry(str(target), token, str(state), str(staging), int(n), str(who), float(age))
 
 
 def open_entries(conn: ClickHouseConnection) -> list[Entry]:
-    """Writes whose staging completed but whose publication was never recorded (a kill)."""
+    """Writes whose staging completed but whose publication was never recorded (a kill, a failure,
+    or a live write of another process): their current staging table and owner."""
     rows = conn.query_rows(
-        f"SELECT target, token, argMax(state, state = 'published'), anyIf(staging, state = 'staged'), max(rows) "
-        f"FROM {qt(LEDGER)} GROUP BY target, token HAVING countIf(state = 'published') = 0",
+        "SELECT target, token, argMax(staging, at), max(rows), argMax(owner, at), "
+        f"dateDiff('millisecond', max(at), now64(6, 'UTC')) / 1000 FROM {qt(LEDGER)} "
+        f"GROUP BY target, token HAVING countIf(state IN {DONE}) = 0",
         what="list unfinished publications",
     )
-    return [Entry(str(t), str(k), str(s), str(st), int(n)) for t, k, s, st, n in rows]
+    return [Entry(str(t), str(k), "staged", str(st), int(n), str(o), float(a)) for t, k, st, n, o, a in rows]

@@ -91,7 +91,9 @@ def engine_clause(spec: TargetSpec) -> str:
         part_sql = cols[0] if len(cols) == 1 else f"({', '.join(cols)})"
     else:
         part_sql = None
-    sql = f"ENGINE = {table_engine(spec)}"
+    from loom_resources.clickhouse._cluster import replicated_engine  # it renders with this module
+
+    sql = f"ENGINE = {replicated_engine(spec, table_engine(spec))}"
     if part_sql:
         sql += f" PARTITION BY {part_sql}"
     sql += f" ORDER BY {order_sql}"
@@ -114,9 +116,9 @@ def ch_columns(columns: Schema) -> list[tuple[str, str]]:
     return [(c.name, to_clickhouse(c)) for c in columns]
 
 
-def create_table_sql(ref: TableRef, columns: Sequence[tuple[str, str]], engine_sql: str) -> str:
-    """``CREATE TABLE`` statement for ``ref``."""
-    return f"CREATE TABLE {qt(ref)} {columns_sql(columns)} {engine_sql}"
+def create_table_sql(ref: TableRef, columns: Sequence[tuple[str, str]], engine_sql: str, on_cluster: str = "") -> str:
+    """``CREATE TABLE`` statement for ``ref`` (``on_cluster``: `` ON CLUSTER `c``` or ``""``)."""
+    return f"CREATE TABLE {qt(ref)}{on_cluster} {columns_sql(columns)} {engine_sql}"
 
 
 def render(pred: Predicate) -> str:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from loom_resources.clickhouse._client import ClickHouseConnection
+from loom_resources.clickhouse._cluster import distributed_sql, insert_settings, on_cluster
 from loom_resources.clickhouse._discovery import ch_columns, stored_schema, table_engine
 from loom_resources.clickhouse._publish import marker, publish, staging_ref
 from loom_resources.clickhouse._sql import ch_columns as ddl_columns
@@ -47,6 +48,8 @@ class Stage:
         )
         self.staging: TableRef | None = None
         self.publishing = False
+        #: False when another attempt of the same write published it (this one lost the claim)
+        self.published_by_me = True
         if self.engine is not None and spec.mode is WriteMode.MERGE and "Replacing" not in self.engine:
             raise SpecError(
                 f"table {self.table} exists with engine {self.engine.split(' ')[0]}; merge needs a ReplacingMergeTree "
@@ -92,7 +95,7 @@ class Stage:
         token = self.plan.app_id if self.plan is not None else None
         self.staging = staging_ref(self.ref, token)
         comment = f" COMMENT {lit(marker(token))}" if token else ""
-        self.res.command(create_table_sql(self.staging, cols, self.engine_sql()) + comment,
+        self.res.command(create_table_sql(self.staging, cols, self.engine_sql(), on_cluster(self.spec)) + comment,
                          what=f"create staging table for {self.table}")
         return self.staging
 
@@ -101,7 +104,8 @@ class Stage:
         complete the publication on a retry (or when a resource next starts)."""
         if self.staging is not None and not self.publishing:
             try:
-                self.res.command(f"DROP TABLE IF EXISTS {qt(self.staging)} SYNC", what="drop staging table")
+                self.res.command(f"DROP TABLE IF EXISTS {qt(self.staging)}{on_cluster(self.spec)} SYNC",
+                                 what="drop staging table")
             finally:
                 self.staging = None
 
@@ -137,10 +141,11 @@ class Stage:
         what = f"stage rows for table {self.table} (in {into})"
         with ThreadPoolExecutor(max_workers=_INSERTS_IN_FLIGHT) as pool:
             pending: deque[Future[None]] = deque()
-            for batch in batches:
+            for i, batch in enumerate(batches):
                 if batch.num_rows == 0:
                     continue
-                pending.append(pool.submit(self.res.insert_arrow, into, batch, what=what))
+                settings = insert_settings(self.spec, into, i)  # none for a plain table
+                pending.append(pool.submit(self.res.insert_arrow, into, batch, what=what, settings=settings))
                 rows += batch.num_rows
                 if len(pending) >= _INSERTS_IN_FLIGHT:
                     pending.popleft().result()
@@ -182,9 +187,17 @@ class Stage:
             self.add_columns(new_cols)
         run_filter = render(partition_predicate(values)) if values and mode is WriteMode.REPLACE_PARTITIONS else ""
         token = self.plan.app_id if self.plan is not None else None
+        if self.spec.clickhouse.cluster and table_engine(self.res, self.ref) is None:
+            # a new table exists on every node before the publication fills it
+            self.res.command(f"CREATE TABLE IF NOT EXISTS {qt(self.ref)}{on_cluster(self.spec)} AS {qt(self.staging)}",
+                             what=f"create table {self.table} on cluster {self.spec.clickhouse.cluster}")
         self.publishing = token is not None
-        publish(self.res, self.ref, self.staging, mode, token, rows, run_filter)
-        self.publishing = False
+        outcome = publish(self.res, self.ref, self.staging, mode, token, rows, run_filter)
+        self.publishing = False  # a lost claim leaves this attempt's staging table to drop
+        self.published_by_me = outcome.by_me
+        dist = distributed_sql(self.spec)
+        if dist is not None:
+            self.res.command(dist, what=f"create the Distributed table of {self.table}")
         return parts or (values if mode is WriteMode.REPLACE_PARTITIONS else ())
 
     def staged_partitions(self) -> PartitionValues:

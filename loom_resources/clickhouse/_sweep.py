@@ -7,7 +7,7 @@ import os
 from loom_resources.clickhouse._client import ClickHouseConnection
 from loom_resources.clickhouse._discovery import table_engine
 from loom_resources.clickhouse._ledger import LEDGER, open_entries
-from loom_resources.clickhouse._publish import STAGE_PREFIX, staging_pid
+from loom_resources.clickhouse._publish import STAGE_PREFIX, staging_of_dead_local_process, staging_pid
 from loom_resources.clickhouse._sql import lit, qt
 from loom_resources.model import TableRef
 
@@ -17,8 +17,9 @@ __all__ = ["sweep_staging"]
 def sweep_staging(conn: ClickHouseConnection, min_age_s: float) -> list[str]:
     """Drop staging tables of dead writes that no unfinished publication needs (those are
     completed by recovery, never dropped): older than ``min_age_s``, or, on the embedded engine
-    (which one process holds at a time), created by any other process. A younger table of this
-    process or of a server's other clients may belong to a live write and is left alone.
+    (which one process holds at a time), created by any other process, or, on a server, created by
+    a process of this host that no longer runs. A younger table of a live process or of another
+    host may belong to a live write and is left alone.
     Returns the dropped tables."""
     keep: set[str] = set()
     if table_engine(conn, LEDGER) is not None:
@@ -36,7 +37,7 @@ def sweep_staging(conn: ClickHouseConnection, min_age_s: float) -> list[str]:
     for db, name, old in rows:
         ref = TableRef(str(db), str(name))
         owner = staging_pid(str(name))
-        dead = bool(old) or (embedded and owner is not None and owner != me)
+        dead = bool(old) or (embedded and owner is not None and owner != me) or staging_of_dead_local_process(str(name))
         if str(ref) in keep or not dead:
             continue
         conn.command(f"DROP TABLE IF EXISTS {qt(ref)} SYNC", what=f"drop stale staging table {ref}")

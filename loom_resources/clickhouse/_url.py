@@ -170,7 +170,9 @@ def redact_url(url: str) -> str:
         return "<unparseable ClickHouse URL>"
     scheme, rest = m.group(1).lower(), url.strip()[m.end():]
     if scheme == "chdb":
-        return f"chdb://{rest.split('?', 1)[0]}"
+        path = rest.split("?", 1)[0]
+        authority, slash, tail = path.partition("/")
+        return f"chdb://***@{slash}{tail}" if "@" in authority else f"chdb://{path}"
     userinfo, rest = split_userinfo(rest)
     authority, path, _ = _split_authority(rest)
     cred = "***@" if userinfo is not None else ""
@@ -211,6 +213,10 @@ def parse_clickhouse_url(url: str, *, cwd: str | None = None) -> ClickHouseURL:
         raw_path, _, query = rest.partition("?")
         if not raw_path:
             raise _bad("missing data path", url, "use chdb:///absolute/path")
+        if "@" in raw_path.partition("/")[0]:
+            # user-info has no meaning for the embedded engine: never turn it into a directory name
+            raise _bad("user name or password in an embedded-engine URL", url,
+                       "chdb:// URLs take a data path only (chdb:///absolute/path), no user or password")
         path = os.path.abspath(os.path.join(cwd or os.getcwd(), raw_path))
         return ClickHouseURL(scheme="chdb", path=path, query=query)
 
@@ -250,13 +256,41 @@ def parse_clickhouse_url(url: str, *, cwd: str | None = None) -> ClickHouseURL:
     )
 
 
-def has_literal_password(url: str) -> bool:
-    """Whether ``url`` carries a non-empty password (cheap; does not validate the rest)."""
-    m = SCHEME_RE.match(url.strip())
-    if not m or m.group(1).lower() == "chdb":
-        return False
-    userinfo, _ = split_userinfo(url.strip()[m.end():])
+_LOOSE_SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:(?=[/\\\\])")
+#: Query-string keys that carry a password (ClickHouse's HTTP interface reads ``password``).
+_PASSWORD_KEYS = frozenset({"password", "pass", "pwd", "passwd"})
+
+
+def _query_has_password(query: str) -> bool:
+    from urllib.parse import parse_qsl
+
+    return any(k.strip().lower() in _PASSWORD_KEYS and v for k, v in parse_qsl(query, keep_blank_values=True))
+
+
+def _userinfo_has_password(userinfo: str | None) -> bool:
     return userinfo is not None and bool(userinfo.partition(":")[2])
+
+
+def has_literal_password(url: str) -> bool:
+    """Whether ``url`` carries a non-empty password in any form, well-formed or not (cheap;
+    does not validate the rest): in the user-info (``http://u:pw@h``, ``chdb://u:pw@/p``), in the
+    query string (``?password=pw``), or in a malformed URL that still holds ``user:pw@``
+    (``u:pw@h:8123``, ``http:/u:pw@h``, ``http:\\\\u:pw@h``). Conservative on purpose: a refusal
+    of a URL that was not meant to hold a password costs one edit; a miss stores a secret."""
+    text = url.strip()
+    m = SCHEME_RE.match(text)
+    if m:
+        rest = text[m.end():]
+        if m.group(1).lower() == "chdb":
+            authority = rest.partition("/")[0]
+            userinfo = authority.rpartition("@")[0] if "@" in authority else None
+            return _userinfo_has_password(userinfo) or _query_has_password(rest.partition("?")[2])
+        userinfo, rest = split_userinfo(rest)
+        return _userinfo_has_password(userinfo) or _query_has_password(_split_authority(rest)[2])
+    # not scheme://: strip what looks like a scheme and its slashes, then read it the same way
+    loose = _LOOSE_SCHEME_RE.sub("", text).lstrip("/\\")
+    userinfo, rest = split_userinfo(loose)
+    return _userinfo_has_password(userinfo) or _query_has_password(loose.partition("?")[2])
 
 
 # -- policy ---------------------------------------------------------------------------------

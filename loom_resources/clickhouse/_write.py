@@ -26,7 +26,8 @@ import polars as pl
 from dagster import get_dagster_logger
 
 from loom_resources.clickhouse._client import ClickHouseConnection
-from loom_resources.clickhouse._publish import complete, previous
+from loom_resources.clickhouse._ledger import DONE
+from loom_resources.clickhouse._publish import await_published, complete, may_be_live, previous
 from loom_resources.clickhouse._pushdown import ClickHouseQuery
 from loom_resources.clickhouse._sql import lit, qi, qt, render
 from loom_resources.clickhouse._stage import Stage
@@ -137,6 +138,8 @@ def write_frame(
         partitions = w.publish(conformed.new_columns, values, rows)
     finally:
         w.drop_staging()
+    if not w.published_by_me:  # another attempt of this write claimed it first and published it
+        return w.result(0, plan.streaming, (), skipped=True)
     return w.result(rows, plan.streaming, partitions)
 
 
@@ -150,9 +153,18 @@ def _earlier_attempt(w: Stage) -> WriteResult | None:
     entry = previous(w.res, w.ref, token)
     if entry is None:
         return None
-    if entry.state == "staged":
-        complete(w.res, entry)
-        return w.result(entry.rows, plan.streaming, ())
+    if entry.state not in DONE:
+        # staged by an attempt that died (or is still publishing elsewhere: then this waits for it)
+        if not may_be_live(w.res, entry, w.res.stale_after_s):
+            mine = complete(w.res, entry)
+            rows = entry.rows if mine else 0
+        else:
+            await_published(w.res, entry)
+            rows, mine = 0, False
+        return w.result(rows, plan.streaming, (), skipped=not mine)
+    completed = w.res.completed_here(w.ref, token)
+    if completed is not None:  # this resource's recovery published it just before this call
+        return w.result(completed, plan.streaming, ())
     return w.result(0, plan.streaming, (), skipped=True)
 
 
@@ -226,4 +238,6 @@ def _write_query(
         partitions = w.publish(conformed.new_columns, values, rows)
     finally:
         w.drop_staging()
+    if not w.published_by_me:
+        return w.result(0, True, (), sql_engine=ClickHouseQuery.engine_name, skipped=True)
     return w.result(rows, True, partitions, sql_engine=ClickHouseQuery.engine_name)

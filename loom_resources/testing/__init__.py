@@ -6,6 +6,8 @@
   ``test_*.py`` file with a fixture that yields your resource, and pytest runs every promise of
   the contracts against it (:mod:`loom_resources.testing.kit`). It needs pytest, so it is
   imported only when asked for; importing ``InMemoryTables`` does not import pytest.
+- :mod:`loom_resources.testing.ch_http` is a ClickHouse HTTP endpoint over one real embedded
+  engine, for testing the server path (``make clickhouse-http``; docs/clickhouse-server.md).
 """
 
 from __future__ import annotations

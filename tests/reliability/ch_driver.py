@@ -1,7 +1,11 @@
 """Child process of the ClickHouse fault-injection tests: one write or one read-back against an
-embedded ClickHouse path of its own, so the parent can SIGKILL it at any point.
+embedded ClickHouse path of its own, or against a ClickHouse HTTP endpoint, so the parent can
+SIGKILL it at any point.
 
-Usage: ``python ch_driver.py write|write+read HOME MODE GEN RUN_ID ORDER STREAMING`` or ``read HOME MODE``.
+Usage: ``python ch_driver.py write|write+read HOME MODE GEN RUN_ID ORDER STREAMING``, ``read HOME MODE``,
+``day HOME INDEX`` or ``stage-only HOME MODE GEN RUN_ID`` (claims the write, then dies before publishing).
+HOME is a directory (embedded engine at HOME/ch) or an ``http://`` URL, whose database
+``$CH_DRIVER_SCHEMA`` (default ``rel``) holds the table.
 Prints one JSON line; exits with os._exit so no interpreter teardown can abort it.
 """
 
@@ -20,7 +24,12 @@ from loom_resources.clickhouse import ClickHouseResource
 ROWS = 100_000
 DAYS = [dt.date(2026, 11, d) for d in range(1, 6)]
 REPLACED = DAYS[:3]  # replace_partitions rewrites these days only
-REF = TableRef("rel", "t")
+REF = TableRef(os.environ.get("CH_DRIVER_SCHEMA", "rel"), "t")
+
+
+def store_url(home: str) -> str:
+    """The ClickHouse URL of HOME: itself when it is a server URL, else an embedded path under it."""
+    return home if home.startswith("http") else f"chdb://{home}/ch"
 
 
 def spec(mode: str) -> TargetSpec:
@@ -49,7 +58,7 @@ def frame(mode: str, gen: int, order: str) -> pl.DataFrame:
 
 
 def write(home: str, mode: str, gen: int, run_id: str, order: str, streaming: bool) -> dict[str, object]:
-    res = ClickHouseResource(url=f"chdb://{home}/ch")
+    res = ClickHouseResource(url=store_url(home))
     keys = tuple(d.isoformat() for d in REPLACED) if mode == "replace_partitions" and gen > 1 else ()
     params = RunParams(partition_keys=keys, partitions=tuple({"day": k} for k in keys))
     ctx = WriteContext(run_id=run_id, asset_key="rel/t", partition_keys=keys)
@@ -61,7 +70,7 @@ def write(home: str, mode: str, gen: int, run_id: str, order: str, streaming: bo
 
 def write_day(home: str, index: int) -> dict[str, object]:
     """Replace one day (generation 2) of the replace_partitions table, as one of several writers."""
-    res = ClickHouseResource(url=f"chdb://{home}/ch", embedded_wait_s=120)
+    res = ClickHouseResource(url=store_url(home), embedded_wait_s=120)
     day = DAYS[index]
     df = frame("append", 1, "asc").filter(pl.col("day") == day).with_columns(pl.lit(2, pl.Int64).alias("gen"))
     params = RunParams(partition_keys=(day.isoformat(),), partitions=({"day": day.isoformat()},))
@@ -72,15 +81,17 @@ def write_day(home: str, index: int) -> dict[str, object]:
 
 
 def read(home: str, mode: str) -> dict[str, object]:
-    res = ClickHouseResource(url=f"chdb://{home}/ch")
+    res = ClickHouseResource(url=store_url(home))
     recovered = res.recover()
     final = " FINAL" if mode == "merge" else ""
     if not res.exists(REF):
-        stage = res.query_rows("SELECT count() FROM system.tables WHERE name LIKE '\\\\_loom\\\\_stage\\\\_%'")[0][0]
+        stage = res.query_rows("SELECT count() FROM system.tables WHERE name LIKE '\\\\_loom\\\\_stage\\\\_%' "
+                           f"AND database = '{REF.schema}'")[0][0]
         res.close()
         return {"groups": [], "staging_tables": int(stage), "recovered": len(recovered)}
-    rows = res.query_rows(f"SELECT toString(day), gen, count(), uniqExact(id), sum(id) FROM rel.t{final} GROUP BY day, gen ORDER BY 1, 2")
-    stage = res.query_rows("SELECT count() FROM system.tables WHERE name LIKE '\\\\_loom\\\\_stage\\\\_%'")[0][0]
+    rows = res.query_rows(f"SELECT toString(day), gen, count(), uniqExact(id), sum(id) FROM {REF}{final} GROUP BY day, gen ORDER BY 1, 2")
+    stage = res.query_rows("SELECT count() FROM system.tables WHERE name LIKE '\\\\_loom\\\\_stage\\\\_%' "
+                           f"AND database = '{REF.schema}'")[0][0]
     res.close()
     return {"groups": [list(r) for r in rows], "staging_tables": int(stage), "recovered": len(recovered)}
 
@@ -93,6 +104,17 @@ if __name__ == "__main__":
         result = write(home, mode, gen, run_id, order, streaming)
         if cmd == "write+read":
             result |= read(home, mode)
+    elif cmd == "stage-only":
+        # the write claims and stages, then the process dies inside the publication (as a kill would)
+        from loom_resources.clickhouse import _publish
+
+        def die(*args: object, **kw: object) -> None:
+            print(json.dumps({"died": True}), flush=True)
+            os._exit(0)
+
+        _publish._ops = die  # type: ignore[assignment]
+        write(home, mode, int(sys.argv[4]), sys.argv[5], "asc", False)
+        result = {}
     elif cmd == "day":
         result = write_day(home, int(mode))
     else:
