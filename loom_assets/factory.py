@@ -27,6 +27,8 @@ from loom_assets.signatures import signature_once
 from loom_assets.sql_body import bind_sql, check_sql
 from loom_assets.sql_cache import TABLES_CACHE
 from loom_resources import Backend, SpecError, UnsupportedTypeError
+from loom_resources.errors import LoomError
+from loom_resources.failures import loom_failure
 from loom_resources.binding import AssetBinding, InputBinding
 from loom_resources.metadata import STARTED_AT_METADATA, column_schema_metadata
 from loom_resources.model import SourceSpec
@@ -185,6 +187,8 @@ def build_asset(table: Table, by_name: dict[str, Any], backends: Backends, *, po
         except Exception as exc:
             record_failure(context.resources, context.run.run_id, table.asset_key.to_user_string(), spec, params,
                            exc, started)
+            if isinstance(exc, LoomError):
+                raise loom_failure(exc) from exc  # Loom's message as the run's failure, not Dagster's wrapper
             raise
         yield dg.Output(out, metadata={STARTED_AT_METADATA: started.isoformat()})
 

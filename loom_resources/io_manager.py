@@ -21,7 +21,8 @@ from loom_resources.binding import InputBinding, SourceBinding, asset_binding, i
 from loom_resources.clickhouse import ClickHouseResource
 from loom_resources.contracts import SourceReader, StreamingSourceReader, TargetWriter
 from loom_resources.delta import DeltaResource
-from loom_resources.errors import SchemaMismatchError, TableNotFoundError
+from loom_resources.errors import LoomError, SchemaMismatchError, TableNotFoundError
+from loom_resources.failures import loom_failure
 from loom_resources.metadata import partition_metadata, write_metadata
 from loom_resources.model import Backend, RunParams, SourceSpec, TargetSpec, WriteContext
 from loom_resources.partitions import rows_by_partition, slice_predicate
@@ -84,6 +85,8 @@ class LoomIOManager(dg.ConfigurableIOManager):
             result = self.writer(spec).write(obj, spec, params, streaming=True, write_ctx=wctx)
         except Exception as exc:
             self._record(wctx, spec, None, "failed", f"{type(exc).__name__}: {exc}", started_at)
+            if isinstance(exc, LoomError):
+                raise loom_failure(exc) from exc  # Loom's message as the run's failure, not Dagster's wrapper
             raise
         self._record(wctx, spec, result.rows_written, "skipped" if result.skipped else "success", None, started_at)
         context.add_output_metadata(
@@ -119,7 +122,10 @@ class LoomIOManager(dg.ConfigurableIOManager):
         ib = ib or InputBinding(SourceSpec(upstream.ref))
         resource = self.backend(upstream.backend)
         if upstream.expected is not None:
-            check_source(resource, upstream)
+            try:
+                check_source(resource, upstream)
+            except LoomError as exc:
+                raise loom_failure(exc) from exc
         consumer = run_params(context.step_context, ib.consumer_partition_columns) if context.step_context else RunParams()
         sliced = None
         slice_spec = upstream.slice_spec()
