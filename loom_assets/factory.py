@@ -27,9 +27,9 @@ from loom_assets.signatures import signature_once
 from loom_assets.sql_body import bind_sql, check_sql
 from loom_assets.sql_cache import TABLES_CACHE
 from loom_resources import Backend, SpecError, UnsupportedTypeError
+from loom_resources.binding import AssetBinding, InputBinding
 from loom_resources.errors import LoomError
 from loom_resources.failures import loom_failure
-from loom_resources.binding import AssetBinding, InputBinding
 from loom_resources.metadata import STARTED_AT_METADATA, column_schema_metadata
 from loom_resources.model import SourceSpec
 from loom_resources.run_params import run_params
