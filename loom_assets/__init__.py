@@ -16,13 +16,15 @@ import dagster as dg
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)  # partitioned asset checks
 
+from loom_assets.automation import eager_every_partition  # noqa: E402 (after the warnings filter)
 from loom_assets.declare import DataCheck, Source, Table, accepted_values, not_null, row_count, unique  # noqa: E402 (after the warnings filter)
 from loom_assets.definitions import build_definitions  # noqa: E402 (after the warnings filter)
 from loom_assets.external import ExternalTable  # noqa: E402 (after the warnings filter)
 from loom_assets.factory import build_assets  # noqa: E402 (after the warnings filter)
 
 __all__ = [
-    "DataCheck", "ExternalTable", "Source", "Table", "accepted_values", "build_assets", "build_definitions", "defs", "not_null",
+    "DataCheck", "ExternalTable", "Source", "Table", "accepted_values", "build_assets", "build_definitions", "defs",
+    "eager_every_partition", "not_null",
     "row_count", "unique",
 ]
 
