@@ -8,7 +8,8 @@ checks), which run after it in the same run and also on their own. The body runs
 when every source lives in one backend that runs SQL, else with Polars) or the Python
 transform and returns the frame; the IO manager writes it.
 
-What the IO manager needs travels on the asset itself (:mod:`loom_resources.binding`). This
+What the IO manager needs travels on the asset itself (:mod:`loom_resources.binding`: a tag of
+its op, not the metadata the UI shows). This
 module knows backends only through their resources' capabilities and ``expected_schema``.
 """
 
@@ -155,7 +156,6 @@ def build_asset(table: Table, by_name: dict[str, Any], backends: Backends, *, po
     metadata = {
         "dagster/column_schema": column_schema_metadata(spec.stored_columns()),
         "dagster/table_name": str(spec.ref),
-        **binding.metadata(),
     }
     needed = {spec.backend.value, RUN_RECORDS_SPEC.backend.value} | {
         Backend(by_name[str(s.ref)].backend).value for s in table.sources if not s.asset}  # type: ignore[union-attr]
@@ -176,6 +176,7 @@ def build_asset(table: Table, by_name: dict[str, Any], backends: Backends, *, po
         freshness_policy=dg.FreshnessPolicy.time_window(fail_window=table.fresh_within) if table.fresh_within else None,
         required_resource_keys=needed,
         metadata=metadata,
+        op_tags=binding.op_tags(),  # what the IO manager needs, kept out of the metadata the UI shows
         pool=pool,
     )
     @signature_once

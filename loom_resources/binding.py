@@ -1,9 +1,12 @@
 """What the IO manager needs about an asset, carried on the asset definition itself.
 
-The factory encodes an :class:`AssetBinding` into the asset's definition metadata and an
+The factory encodes an :class:`AssetBinding` into a tag of the asset's op and an
 :class:`InputBinding` into each input's metadata, as ``dagster-deltalake`` keeps its table slice
-settings in the asset's metadata. The IO manager decodes them from its Output/InputContext, so
-no process-global state exists and two ``Definitions`` in one process cannot interfere.
+settings on the asset. The IO manager decodes them from its Output/InputContext (``op_def.tags``,
+``definition_metadata``), so no process-global state exists and two ``Definitions`` in one
+process cannot interfere. The asset binding is an op tag rather than asset metadata because the
+UI shows every asset metadata entry on the asset's page, and the binding is Loom's internals
+(the UI shows none of the op's tags there).
 """
 
 from __future__ import annotations
@@ -21,11 +24,11 @@ from loom_resources.errors import SpecError
 from loom_resources.model import Backend, SourceSpec, TableRef, TargetSpec
 
 __all__ = [
-    "BINDING_METADATA", "INPUT_METADATA", "AssetBinding", "InputBinding", "SourceBinding", "asset_binding", "input_binding",
+    "BINDING_TAG", "INPUT_METADATA", "AssetBinding", "InputBinding", "SourceBinding", "asset_binding", "input_binding",
 ]
 
-#: Definition-metadata key of an asset's :class:`AssetBinding` (JSON).
-BINDING_METADATA = "loom/binding"
+#: Op-tag key of an asset's :class:`AssetBinding` (JSON).
+BINDING_TAG = "loom/binding"
 #: Definition-metadata key of an input's :class:`InputBinding` (JSON).
 INPUT_METADATA = "loom/input"
 
@@ -94,9 +97,9 @@ class AssetBinding:
     target: TargetSpec
     partition_columns: Mapping[str, str] = field(default_factory=dict)
 
-    def metadata(self) -> dict[str, Any]:
-        """The asset's definition metadata."""
-        return {BINDING_METADATA: codec.dumps(self)}
+    def op_tags(self) -> dict[str, str]:
+        """The tag of the asset's op that carries the binding (``@asset(op_tags=...)``)."""
+        return {BINDING_TAG: codec.dumps(self)}
 
     def source(self) -> SourceBinding:
         """How the table is read as an input."""
@@ -115,12 +118,12 @@ def _decode(text: str) -> Any:
     return codec.loads(text)
 
 
-def asset_binding(metadata: Mapping[str, Any] | None, key: dg.AssetKey) -> AssetBinding:
-    """The binding in an asset's definition metadata; an asset the factory did not build raises
+def asset_binding(op_tags: Mapping[str, Any] | None, key: dg.AssetKey) -> AssetBinding:
+    """The binding in the tags of an asset's op; an asset the factory did not build raises
     :class:`SpecError` naming it."""
-    text = _text((metadata or {}).get(BINDING_METADATA))
+    text = _text((op_tags or {}).get(BINDING_TAG))
     if text is None:
-        raise SpecError(f"asset {key.to_user_string()} is not a declared Loom table (no {BINDING_METADATA} metadata)")
+        raise SpecError(f"asset {key.to_user_string()} is not a declared Loom table (its op has no {BINDING_TAG} tag)")
     out = _decode(text)
     assert isinstance(out, AssetBinding)
     return out

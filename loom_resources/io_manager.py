@@ -1,8 +1,8 @@
 """The Loom IO manager: writes asset outputs through the table's backend writer and loads
 inputs through its readers, sliced to the partitions the run needs.
 
-What it knows about a table comes from the asset definition's own metadata
-(:mod:`loom_resources.binding`), never from process-global state. Where a frame is written
+What it knows about a table comes from the asset definition itself (its op's tags and its
+inputs' metadata: :mod:`loom_resources.binding`), never from process-global state. Where a frame is written
 streaming or eagerly is decided once, by :func:`loom_resources.plan.decide_streaming`; a
 single-run backfill over a key range reaches the writer as the whole range and is written as
 one replace of exactly those partitions.
@@ -67,7 +67,7 @@ class LoomIOManager(dg.ConfigurableIOManager):
         """Write ``obj`` to the asset's table and attach metadata."""
         if obj is None:
             return
-        binding = asset_binding(context.definition_metadata, context.asset_key)
+        binding = asset_binding(context.op_def.tags, context.asset_key)
         spec = binding.target
         accepts_frame(obj, spec)
         started = time.monotonic()
@@ -150,8 +150,8 @@ class LoomIOManager(dg.ConfigurableIOManager):
         return resource.read(spec, consumer)
 
     def _upstream(self, context: dg.InputContext) -> SourceBinding:
-        metadata = context.upstream_output.definition_metadata if context.upstream_output else None
-        return asset_binding(metadata, context.asset_key).source()
+        upstream = context.upstream_output
+        return asset_binding(upstream.op_def.tags if upstream else None, context.asset_key).source()
 
 
 def check_source(resource: Any, upstream: SourceBinding) -> None:

@@ -12,7 +12,7 @@ from dagster import AssetExecutionContext
 
 from loom_resources import ColumnSchema, RunParams, SourceSpec, SpecError, TargetSpec, col, param
 from loom_resources.binding import (
-    BINDING_METADATA,
+    BINDING_TAG,
     INPUT_METADATA,
     AssetBinding,
     InputBinding,
@@ -31,13 +31,11 @@ TARGET = TargetSpec("s.t", "delta", (ColumnSchema("d", "date", False), ColumnSch
 
 # -- binding metadata ---------------------------------------------------------------------------
 
-def test_asset_binding_round_trips_through_metadata() -> None:
+def test_asset_binding_round_trips_through_op_tags() -> None:
     b = AssetBinding(TARGET, {"": "d"})
-    md = b.metadata()
-    assert list(md) == [BINDING_METADATA] and isinstance(md[BINDING_METADATA], str)
-    assert asset_binding(md, dg.AssetKey(["s", "t"])) == b
-    # Dagster hands definition metadata back as MetadataValue objects
-    assert asset_binding({BINDING_METADATA: dg.MetadataValue.text(md[BINDING_METADATA])}, dg.AssetKey(["s", "t"])) == b
+    tags = b.op_tags()
+    assert list(tags) == [BINDING_TAG] and isinstance(tags[BINDING_TAG], str)
+    assert asset_binding(tags, dg.AssetKey(["s", "t"])) == b
 
 
 def test_input_binding_round_trips_through_metadata() -> None:
@@ -53,7 +51,7 @@ def test_input_binding_round_trips_through_metadata() -> None:
 def test_asset_without_binding_is_named() -> None:
     with pytest.raises(SpecError) as ei:
         asset_binding({"dagster/table_name": "x"}, dg.AssetKey(["raw", "not_loom"]))
-    assert "raw/not_loom" in str(ei.value) and BINDING_METADATA in str(ei.value)
+    assert "raw/not_loom" in str(ei.value) and BINDING_TAG in str(ei.value)
     with pytest.raises(SpecError, match="raw/none"):
         asset_binding(None, dg.AssetKey(["raw", "none"]))
 
@@ -61,11 +59,12 @@ def test_asset_without_binding_is_named() -> None:
 def test_binding_on_a_real_asset_definition() -> None:
     b = AssetBinding(TARGET, {"": "d"})
 
-    @dg.asset(key=["s", "t"], metadata=b.metadata())
+    @dg.asset(key=["s", "t"], op_tags=b.op_tags())
     def t() -> None:
         return None
 
-    assert asset_binding(t.metadata_by_key[t.key], t.key) == b
+    assert asset_binding(t.op.tags, t.key) == b
+    assert BINDING_TAG not in t.metadata_by_key[t.key]  # the UI shows the metadata, not the op's tags
 
 
 # -- run_params_for ------------------------------------------------------------------------------
