@@ -114,5 +114,8 @@ def build_jobs(
     schedules += schedules_
     maintenance = _maintenance_job(tables)
     jobs.append(maintenance)
-    schedules.append(dg.ScheduleDefinition(job=maintenance, cron_schedule="0 3 * * 0", name="loom_weekly_maintenance"))
+    schedules.append(dg.ScheduleDefinition(
+        job=maintenance, cron_schedule="0 3 * * 0", name="loom_weekly_maintenance",
+        description="Routine maintenance of every declared table on Sundays at 03:00 UTC (Delta: compact and "
+                    "vacuum; ClickHouse: OPTIMIZE ... FINAL of merge tables)."))
     return jobs, schedules
