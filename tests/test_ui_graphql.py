@@ -22,7 +22,7 @@ from typing import Any
 
 import polars as pl
 import pytest
-from deltalake import DeltaTable, write_deltalake
+from deltalake import DeltaTable
 
 from tests.test_webserver import free_port
 
@@ -183,10 +183,8 @@ def test_a_failed_write_shows_looms_message(web: Web) -> None:
     first = web.launch(assets=[["raw", "customers"]])
     assert first["status"] == "SUCCESS"
     uri = str(web.home / "delta" / "raw" / "customers")
-    changed = pl.from_arrow(DeltaTable(uri).to_pyarrow_table())
-    assert isinstance(changed, pl.DataFrame)
-    write_deltalake(uri, changed.with_columns(segment=pl.lit(7, pl.Int64)).to_arrow(), mode="overwrite",
-                    schema_mode="overwrite")
+    changed = pl.read_delta(uri).with_columns(segment=pl.lit(7, pl.Int64))
+    changed.write_delta(uri, mode="overwrite", delta_write_options={"schema_mode": "overwrite"})
     target = web.home / "delta" / "staging" / "customers"
     failed = web.launch(assets=[["staging", "customers"]])
     assert failed["status"] == "FAILURE"
