@@ -12,9 +12,9 @@ from typing import Any
 import dagster as dg
 
 # the factory relies on beta and preview APIs on purpose (single-run backfills, schema-change checks,
-# partitioned checks)
+# observable source assets)
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
-warnings.filterwarnings("ignore", category=dg.PreviewWarning)  # partitioned asset checks
+warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 from loom_assets.automation import eager_every_partition  # noqa: E402 (after the warnings filter)
 from loom_assets.declare import DataCheck, Source, Table, accepted_values, not_null, row_count, unique  # noqa: E402 (after the warnings filter)

@@ -8,8 +8,8 @@ checks), which run after it in the same run and also on their own. The body runs
 when every source lives in one backend that runs SQL, else with Polars) or the Python
 transform and returns the frame; the IO manager writes it.
 
-What the IO manager needs travels on the asset itself (:mod:`loom_resources.binding`: a tag of
-its op, not the metadata the UI shows). This
+What the IO manager needs travels on the asset itself (:mod:`loom_resources.binding`: on the
+function of its op, not in the metadata the UI shows). This
 module knows backends only through their resources' capabilities and ``expected_schema``.
 """
 
@@ -28,7 +28,7 @@ from loom_assets.signatures import signature_once
 from loom_assets.sql_body import bind_sql, check_sql
 from loom_assets.sql_cache import TABLES_CACHE
 from loom_resources import Backend, SpecError, UnsupportedTypeError
-from loom_resources.binding import AssetBinding, InputBinding
+from loom_resources.binding import AssetBinding, InputBinding, attach_binding
 from loom_resources.errors import LoomError
 from loom_resources.failures import loom_failure
 from loom_resources.metadata import STARTED_AT_METADATA, column_schema_metadata
@@ -145,6 +145,11 @@ def _asset_in(source: Any, table: Table, by_name: dict[str, Any], relation: bool
     )
 
 
+def attach_binding_of(binding: AssetBinding) -> Any:
+    """Decorator form of :func:`loom_resources.binding.attach_binding`."""
+    return lambda fn: attach_binding(fn, binding)
+
+
 def build_asset(table: Table, by_name: dict[str, Any], backends: Backends, *, pool: str | None = None) -> dg.AssetsDefinition:
     """Build the asset of one declared table (call :func:`build_assets` for a whole set)."""
     spec = table.target
@@ -156,6 +161,7 @@ def build_asset(table: Table, by_name: dict[str, Any], backends: Backends, *, po
     metadata = {
         "dagster/column_schema": column_schema_metadata(spec.stored_columns()),
         "dagster/table_name": str(spec.ref),
+        **binding.metadata(),  # the partition columns, for plain assets reading the table
     }
     needed = {spec.backend.value, RUN_RECORDS_SPEC.backend.value} | {
         Backend(by_name[str(s.ref)].backend).value for s in table.sources if not s.asset}  # type: ignore[union-attr]
@@ -176,9 +182,9 @@ def build_asset(table: Table, by_name: dict[str, Any], backends: Backends, *, po
         freshness_policy=dg.FreshnessPolicy.time_window(fail_window=table.fresh_within) if table.fresh_within else None,
         required_resource_keys=needed,
         metadata=metadata,
-        op_tags=binding.op_tags(),  # what the IO manager needs, kept out of the metadata the UI shows
         pool=pool,
     )
+    @attach_binding_of(binding)  # what the IO manager needs, kept out of what the UI shows
     @signature_once
     def _asset(context: AssetExecutionContext, **inputs: Any) -> Iterator[Any]:
         started = dt.datetime.now(dt.UTC)
