@@ -27,10 +27,11 @@ def failure_metadata(exc: LoomError) -> dict[str, Any]:
         md["loom/table"] = str(table)
     if isinstance(exc, DataValidationError) and exc.column:
         md["loom/column"] = exc.column
+    # plain text: the run page shows it inline (Markdown hides behind a "Show Markdown" link)
     if isinstance(exc, SchemaMismatchError):
-        md["loom/problems"] = dg.MetadataValue.md("\n".join(f"- {p}" for p in exc.problems))
+        md["loom/problems"] = dg.MetadataValue.text("\n".join(exc.problems))
     if isinstance(exc, TableNotFoundError):
-        md["loom/problems"] = dg.MetadataValue.md(f"- table {exc.table} does not exist")
+        md["loom/problems"] = dg.MetadataValue.text(f"table {exc.table} does not exist")
     return md
 
 

@@ -204,7 +204,10 @@ def test_a_failed_write_shows_looms_message(web: Web) -> None:
 def test_no_internals_and_described_sources_jobs_schedules(web: Web) -> None:
     node = web.gql(CHECKS, {"path": ["raw", "orders"]})["assetNodeOrError"]
     labels = [e["label"] for e in node["metadataEntries"]]
-    assert "dagster/column_schema" in labels and not [x for x in labels if x.startswith("loom/")], labels
+    assert sorted(labels) == ["dagster/column_schema", "dagster/table_name", "loom/partition_columns"], labels
+    op_tags = web.gql("""{ assetNodeOrError(assetKey: {path: ["raw", "orders"]}) { ... on AssetNode {
+        opTags { key } } } }""")["assetNodeOrError"]["opTags"]
+    assert op_tags == [], op_tags  # "Compute details" on the asset's page lists them
     for path, kind in ((["feeds", "fx_rates"], "clickhouse"), (["landing", "web_events"], "delta")):
         assert kind in web.gql(CHECKS, {"path": path})["assetNodeOrError"]["kinds"], path
     schedules = web.gql("""query($r: RepositorySelector!) { schedulesOrError(repositorySelector: $r) {
