@@ -511,8 +511,8 @@ def test_ui_lineage_materialize_backfill_checks(server: Server, browser: Any, tm
     page.wait_for_timeout(1000)
     assert "loom/binding" not in page.content()
     shot(page, tmp_path, "ui-metadata")
-    page.get_by_text("Compute details", exact=True).first.click()  # the op's tags are listed there
-    expect(page.get_by_text("Op tags", exact=True).first).to_be_visible(timeout=30_000)
+    page.get_by_text("Compute details", exact=True).first.click()  # the op's tags would be listed there
+    expect(page.get_by_text("Computed by", exact=True).first).to_be_visible(timeout=30_000)
     assert "loom/binding" not in page.content() and "loom_binding" not in page.content()
 
     # 11. the lineage of the export, with the landed tables: the README's screenshot
