@@ -505,9 +505,8 @@ def test_ui_lineage_materialize_backfill_checks(server: Server, browser: Any, tm
     page.goto(f"{server.url}/assets/raw/orders")
     expect(page.get_by_text("Columns", exact=True).first).to_be_visible(timeout=60_000)
     expect(page.get_by_text("order_id", exact=True).first).to_be_visible(timeout=30_000)
-    metadata = page.get_by_text("Metadata", exact=True).first
-    metadata.scroll_into_view_if_needed()
     expect(page.get_by_text("loom/partition_columns").first).to_be_visible(timeout=30_000)
+    page.get_by_text("loom/partition_columns").first.scroll_into_view_if_needed()  # the metadata table in view
     page.wait_for_timeout(1000)
     assert "loom/binding" not in page.content()
     shot(page, tmp_path, "ui-metadata")
