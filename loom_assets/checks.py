@@ -5,7 +5,10 @@ Each table gets one ``@multi_asset_check`` (:func:`build_checks`) holding its sc
 the asset in every run that materializes the table, so a failing schema contract stops
 downstream assets in that run; and because it reads only the stored table (never the asset's
 inputs) and can be subset, each check also runs on its own, from the UI or a job, scoped to the
-run's partition or range. The expected schema comes from the backend resource
+run's partition or range. The checks themselves are unpartitioned even on a partitioned table:
+"Execute all" in the UI launches them without a partition, and they then look at the whole
+stored table (Dagster's partitioned checks, a preview in 1.13, fail such a run and record a
+range run's results under no partition, which the UI shows as "Skipped"). The expected schema comes from the backend resource
 (``expected_schema``), so this module knows no backend.
 """
 
@@ -22,7 +25,7 @@ from loom_resources import RunParams, SchemaMode, SourceSpec
 from loom_resources.dtypes import Schema, schema_diff
 from loom_resources.partitions import slice_predicate
 from loom_resources.predicates import Predicate
-from loom_resources.run_params import run_params
+from loom_resources.run_params import check_run_params
 
 __all__ = ["SCHEMA_CHECK", "build_checks", "data_check", "schema_check"]
 
@@ -44,11 +47,11 @@ def build_checks(table: Table, expected: Schema, *, pool: str | None = None) -> 
     """
     spec = table.target
     specs = [dg.AssetCheckSpec(
-        SCHEMA_CHECK, asset=table.asset_key, blocking=True, partitions_def=table.partitions,
+        SCHEMA_CHECK, asset=table.asset_key, blocking=True,
         description=f"The stored schema of {spec.ref} matches the declaration: column names, types, "
                     "nullability and order. Blocks downstream tables when it fails.",
     )]
-    specs += [dg.AssetCheckSpec(c.name, asset=table.asset_key, blocking=c.blocking, partitions_def=table.partitions,
+    specs += [dg.AssetCheckSpec(c.name, asset=table.asset_key, blocking=c.blocking,
                                 description=c.description) for c in table.checks]
 
     @dg.multi_asset_check(
@@ -68,13 +71,22 @@ def build_checks(table: Table, expected: Schema, *, pool: str | None = None) -> 
                 yield dg.AssetCheckResult(check_name=chk.name, passed=False, severity=_severity(chk),
                                           metadata={"problems": f"table {spec.ref} does not exist"})
             return
-        # an unpartitioned table is checked whole, even inside a partitioned run
-        params = run_params(context, table.partition_columns) if table.partitions is not None else RunParams()
+        # the run's partitions of a partitioned table, else (an unpartitioned table, or checks
+        # launched without a partition: "Execute all" in the UI) the whole stored table
+        params = check_run_params(context, table.partitions, table.partition_columns)
         scope = slice_predicate(spec, table.partition_columns, params)
         for chk in wanted:
-            yield data_check(chk, backend, table, scope)
+            yield data_check(chk, backend, table, scope, checked=_scope_text(params))
 
     return _checks
+
+
+def _scope_text(params: RunParams) -> str:
+    """What a data check looked at, in words (shown with its result)."""
+    keys = params.partition_keys
+    if not keys:
+        return "the whole stored table"
+    return f"partition {keys[0]}" if len(keys) == 1 else f"{len(keys)} partitions, {keys[0]} to {keys[-1]}"
 
 
 def _severity(check: DataCheck) -> dg.AssetCheckSeverity:
@@ -106,9 +118,10 @@ def schema_check(table: Table, expected: Schema, stored: Schema | None) -> dg.As
     )
 
 
-def data_check(check: DataCheck, reader: Any, table: Table, scope: Predicate | None) -> dg.AssetCheckResult:
+def data_check(check: DataCheck, reader: Any, table: Table, scope: Predicate | None,
+               *, checked: str | None = None) -> dg.AssetCheckResult:
     """Run one declared data check as a query over the stored table (the run's partitions
-    only, when ``scope`` is given)."""
+    only, when ``scope`` is given); ``checked`` says which rows, in words, in the result's metadata."""
     cols = list(check.columns) or [table.target.column_names[0]]
     lf: pl.LazyFrame = reader.read(SourceSpec(table.ref, tuple(cols), scope), RunParams())
     md: dict[str, Any] = {}
@@ -131,6 +144,8 @@ def data_check(check: DataCheck, reader: Any, table: Table, scope: Predicate | N
         passed = (check.min_rows is None or n >= check.min_rows) and (check.max_rows is None or n <= check.max_rows)
     else:
         raise ValueError(f"table {table.ref}: unknown data check kind {check.kind!r}")
+    if checked is not None:
+        md["checked"] = checked
     return dg.AssetCheckResult(
         check_name=check.name,
         passed=bool(passed),

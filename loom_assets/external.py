@@ -17,6 +17,7 @@ from typing import Any
 import dagster as dg
 from dagster import AssetCheckExecutionContext, AssetExecutionContext
 
+from loom_assets.observed_schemas import remember_schema, remembered_schema
 from loom_resources import Backend, ColumnSchema, SpecError, TableRef
 from loom_resources.binding import SourceBinding
 from loom_resources.dtypes import Schema, schema_diff
@@ -93,16 +94,21 @@ class ExternalTable:
 
 def _observe(ext: ExternalTable) -> Any:
     backend = Backend(ext.backend).value
+    # declared columns, else the ones its last observation found (the UI's Columns section)
+    columns = tuple(ext.columns) if ext.columns is not None else remembered_schema(ext.ref)
 
     @dg.observable_source_asset(
         key=ext.asset_key, group_name=ext.ref.schema, required_resource_keys={backend},
         description=ext.description or f"external {backend} table {ext.ref}, written outside this platform",
-        metadata={"dagster/table_name": str(ext.ref), **({"dagster/column_schema": column_schema_metadata(tuple(ext.columns))}
-                                                        if ext.columns is not None else {})},
+        metadata={"dagster/table_name": str(ext.ref),
+                  **({"dagster/column_schema": column_schema_metadata(columns)} if columns else {})},
+        tags={f"dagster/kind/{backend}": ""},  # the kind badge, as declared tables have
     )
     def _observed(context: AssetExecutionContext) -> dg.ObserveResult:
         obs = getattr(context.resources, backend).observe(ext.ref)
         context.log.info(f"observed {ext.ref}: version {obs.version}, {obs.rows} rows")
+        if ext.columns is None:
+            remember_schema(ext.ref, obs.schema)
         return dg.ObserveResult(
             data_version=dg.DataVersion(obs.version),
             metadata={
@@ -150,8 +156,16 @@ def build_external(externals: Sequence[ExternalTable], backends: Mapping[str, An
     checks = [_drift_check(e) for e in externals if e.columns is not None]
     jobs: list[Any] = []
     if externals:
-        job = dg.define_asset_job("loom_observe_external", selection=dg.AssetSelection.assets(*[e.asset_key for e in externals]))
+        names = ", ".join(str(e.ref) for e in externals)
+        job = dg.define_asset_job(
+            "loom_observe_external", selection=dg.AssetSelection.assets(*[e.asset_key for e in externals]),
+            description=f"Observe the external tables ({names}): data version, row count, stored schema and "
+                        "last-modified time of each, without reading their rows.")
         jobs.append(job)
         crons = sorted({e.observe_cron for e in externals if e.observe_cron})
-        jobs += [dg.ScheduleDefinition(name=f"loom_observe_external_{i}", job=job, cron_schedule=c) for i, c in enumerate(crons)]
+        jobs += [dg.ScheduleDefinition(
+            name=f"loom_observe_external_{i}", job=job, cron_schedule=c,
+            description=f"Observe the external tables on cron {c!r} (declared observe_cron of "
+                        f"{', '.join(str(e.ref) for e in externals if e.observe_cron == c)}).")
+            for i, c in enumerate(crons)]
     return assets, checks, jobs

@@ -8,7 +8,8 @@ checks), which run after it in the same run and also on their own. The body runs
 when every source lives in one backend that runs SQL, else with Polars) or the Python
 transform and returns the frame; the IO manager writes it.
 
-What the IO manager needs travels on the asset itself (:mod:`loom_resources.binding`). This
+What the IO manager needs travels on the asset itself (:mod:`loom_resources.binding`: on the
+function of its op, not in the metadata the UI shows). This
 module knows backends only through their resources' capabilities and ``expected_schema``.
 """
 
@@ -28,7 +29,9 @@ from loom_assets.signatures import signature_once
 from loom_assets.sql_body import bind_sql, check_sql
 from loom_assets.sql_cache import LINEAGE_CACHE, TABLES_CACHE
 from loom_resources import Backend, SpecError, UnsupportedTypeError
-from loom_resources.binding import AssetBinding, InputBinding
+from loom_resources.binding import AssetBinding, InputBinding, attach_binding
+from loom_resources.errors import LoomError
+from loom_resources.failures import loom_failure
 from loom_resources.metadata import COLUMN_LINEAGE_METADATA, STARTED_AT_METADATA, column_schema_metadata
 from loom_resources.model import SourceSpec
 from loom_resources.run_params import run_params
@@ -144,6 +147,11 @@ def _asset_in(source: Any, table: Table, by_name: dict[str, Any], relation: bool
     )
 
 
+def attach_binding_of(binding: AssetBinding) -> Any:
+    """Decorator form of :func:`loom_resources.binding.attach_binding`."""
+    return lambda fn: attach_binding(fn, binding)
+
+
 def build_asset(table: Table, by_name: dict[str, Any], backends: Backends, *, pool: str | None = None) -> dg.AssetsDefinition:
     """Build the asset of one declared table (call :func:`build_assets` for a whole set)."""
     spec = table.target
@@ -155,7 +163,7 @@ def build_asset(table: Table, by_name: dict[str, Any], backends: Backends, *, po
     metadata = {
         "dagster/column_schema": column_schema_metadata(spec.stored_columns()),
         "dagster/table_name": str(spec.ref),
-        **binding.metadata(),
+        **binding.metadata(),  # the partition columns, for plain assets reading the table
     }
     # derived once per load (remembered across loads); on the definition so the UI shows it before
     # the first run, and on every materialization since the UI reads it from the latest one
@@ -184,6 +192,7 @@ def build_asset(table: Table, by_name: dict[str, Any], backends: Backends, *, po
         metadata=metadata,
         pool=pool,
     )
+    @attach_binding_of(binding)  # what the IO manager needs, kept out of what the UI shows
     @signature_once
     def _asset(context: AssetExecutionContext, **inputs: Any) -> Iterator[Any]:
         started = dt.datetime.now(dt.UTC)
@@ -193,6 +202,8 @@ def build_asset(table: Table, by_name: dict[str, Any], backends: Backends, *, po
         except Exception as exc:
             record_failure(context.resources, context.run.run_id, table.asset_key.to_user_string(), spec, params,
                            exc, started)
+            if isinstance(exc, LoomError):
+                raise loom_failure(exc) from exc  # Loom's message as the run's failure, not Dagster's wrapper
             raise
         yield dg.Output(out, metadata={STARTED_AT_METADATA: started.isoformat(), **output_metadata})
 

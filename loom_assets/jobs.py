@@ -40,7 +40,8 @@ def _check_job(tables: Sequence[Table]) -> tuple[list[Any], list[Any]]:
     job = dg.define_asset_job(
         CHECK_JOB, selection=dg.AssetSelection.checks_for_assets(*[t.asset_key for t in tables]),
         description="Run every declared check (schema contract and data checks) on the stored tables, "
-                    "without materializing them. Partitioned checks look at the run's partition or range.",
+                    "without materializing them. On a partitioned table they look at the run's partition or range "
+                    "(the whole table when the run has none).",
     )
     pdefs = [t.partitions for t in tables if t.partitions is not None]
     pdef = pdefs[0] if pdefs else None
@@ -114,5 +115,8 @@ def build_jobs(
     schedules += schedules_
     maintenance = _maintenance_job(tables)
     jobs.append(maintenance)
-    schedules.append(dg.ScheduleDefinition(job=maintenance, cron_schedule="0 3 * * 0", name="loom_weekly_maintenance"))
+    schedules.append(dg.ScheduleDefinition(
+        job=maintenance, cron_schedule="0 3 * * 0", name="loom_weekly_maintenance",
+        description="Routine maintenance of every declared table on Sundays at 03:00 UTC (Delta: compact and "
+                    "vacuum; ClickHouse: OPTIMIZE ... FINAL of merge tables)."))
     return jobs, schedules

@@ -1,8 +1,8 @@
 """The Loom IO manager: writes asset outputs through the table's backend writer and loads
 inputs through its readers, sliced to the partitions the run needs.
 
-What it knows about a table comes from the asset definition's own metadata
-(:mod:`loom_resources.binding`), never from process-global state. Where a frame is written
+What it knows about a table comes from the asset definition itself (its op and its inputs'
+metadata: :mod:`loom_resources.binding`), never from process-global state. Where a frame is written
 streaming or eagerly is decided once, by :func:`loom_resources.plan.decide_streaming`; a
 single-run backfill over a key range reaches the writer as the whole range and is written as
 one replace of exactly those partitions.
@@ -17,11 +17,12 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from loom_resources.binding import InputBinding, SourceBinding, asset_binding, input_binding
+from loom_resources.binding import InputBinding, SourceBinding, asset_binding, input_binding, source_binding
 from loom_resources.clickhouse import ClickHouseResource
 from loom_resources.contracts import SourceReader, StreamingSourceReader, TargetWriter
 from loom_resources.delta import DeltaResource
-from loom_resources.errors import SchemaMismatchError, TableNotFoundError
+from loom_resources.errors import LoomError, SchemaMismatchError, SpecError, TableNotFoundError
+from loom_resources.failures import loom_failure
 from loom_resources.metadata import partition_metadata, write_metadata
 from loom_resources.model import Backend, RunParams, SourceSpec, TargetSpec, WriteContext
 from loom_resources.partitions import rows_by_partition, slice_predicate
@@ -66,7 +67,7 @@ class LoomIOManager(dg.ConfigurableIOManager):
         """Write ``obj`` to the asset's table and attach metadata."""
         if obj is None:
             return
-        binding = asset_binding(context.definition_metadata, context.asset_key)
+        binding = asset_binding(context.op_def, context.asset_key)
         spec = binding.target
         accepts_frame(obj, spec)
         started = time.monotonic()
@@ -84,6 +85,8 @@ class LoomIOManager(dg.ConfigurableIOManager):
             result = self.writer(spec).write(obj, spec, params, streaming=True, write_ctx=wctx)
         except Exception as exc:
             self._record(wctx, spec, None, "failed", f"{type(exc).__name__}: {exc}", started_at)
+            if isinstance(exc, LoomError):
+                raise loom_failure(exc) from exc  # Loom's message as the run's failure, not Dagster's wrapper
             raise
         self._record(wctx, spec, result.rows_written, "skipped" if result.skipped else "success", None, started_at)
         context.add_output_metadata(
@@ -119,7 +122,10 @@ class LoomIOManager(dg.ConfigurableIOManager):
         ib = ib or InputBinding(SourceSpec(upstream.ref))
         resource = self.backend(upstream.backend)
         if upstream.expected is not None:
-            check_source(resource, upstream)
+            try:
+                check_source(resource, upstream)
+            except LoomError as exc:
+                raise loom_failure(exc) from exc
         consumer = run_params(context.step_context, ib.consumer_partition_columns) if context.step_context else RunParams()
         sliced = None
         slice_spec = upstream.slice_spec()
@@ -144,8 +150,17 @@ class LoomIOManager(dg.ConfigurableIOManager):
         return resource.read(spec, consumer)
 
     def _upstream(self, context: dg.InputContext) -> SourceBinding:
-        metadata = context.upstream_output.definition_metadata if context.upstream_output else None
-        return asset_binding(metadata, context.asset_key).source()
+        """The upstream of an input the factory did not declare (a plain asset reading a declared
+        table): from the upstream's definition, whether or not it runs in this run."""
+        upstream = context.upstream_output
+        try:
+            spec = upstream.asset_spec if upstream is not None else None
+        except dg.DagsterInvariantViolationError:  # an output context built without its spec
+            spec = None
+        if spec is None:
+            raise SpecError(f"input {context.name}: the upstream {context.asset_key.to_user_string()} has no asset "
+                            "spec to read it by")
+        return source_binding(spec.metadata, spec.kinds, context.asset_key)
 
 
 def check_source(resource: Any, upstream: SourceBinding) -> None:

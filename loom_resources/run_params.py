@@ -13,7 +13,7 @@ import dagster as dg
 
 from loom_resources.model import RunParams
 
-__all__ = ["run_params", "run_params_by_partition", "run_params_for", "time_dimensions"]
+__all__ = ["check_run_params", "run_params", "run_params_by_partition", "run_params_for", "time_dimensions"]
 
 
 def _partition_map(key: str | dg.MultiPartitionKey, columns: Mapping[str, str]) -> dict[str, str]:
@@ -103,6 +103,30 @@ def run_params(context: Any, columns: Mapping[str, str]) -> RunParams:
     """
     keys, window = _keys_and_window(context)
     return run_params_for(keys, window, columns, timezone=_timezone(_partitions_def(context)) if keys else None)
+
+
+def check_run_params(context: dg.AssetCheckExecutionContext, partitions_def: Any, columns: Mapping[str, str]) -> RunParams:
+    """Run parameters of an unpartitioned check of a table partitioned by ``partitions_def``:
+    the run's partition or range when the run has one (a materialization of some partitions, or
+    checks launched for them), else none (the whole stored table).
+
+    Dagster knows no partitions for the check's step (the check has none, so "Execute all" in
+    the UI needs no partition), so the keys come from the run's partition tags, read by the step
+    context, and are resolved against the table's own partitions definition."""
+    step = context.op_execution_context._step_execution_context  # noqa: SLF001 - no public accessor for the run's tags as keys
+    if partitions_def is None or not step.has_partitions:
+        return RunParams()
+    rng = step.partition_key_range  # from the run's tags; a single key is a range of one
+    if isinstance(partitions_def, dg.MultiPartitionsDefinition):
+        rng = dg.PartitionKeyRange(partitions_def.get_partition_key_from_str(rng.start),
+                                   partitions_def.get_partition_key_from_str(rng.end))
+    with dg.partition_loading_context(dynamic_partitions_store=context.instance):
+        keys = list(partitions_def.get_partition_keys_in_range(rng))
+    window = None
+    if isinstance(partitions_def, dg.TimeWindowPartitionsDefinition) and keys:
+        window = dg.TimeWindow(partitions_def.time_window_for_partition_key(keys[0]).start,
+                               partitions_def.time_window_for_partition_key(keys[-1]).end)
+    return run_params_for(keys, window, columns, timezone=_timezone(partitions_def) if keys else None)
 
 
 def run_params_by_partition(context: dg.OutputContext, columns: Mapping[str, str]) -> dict[str, RunParams]:

@@ -124,6 +124,13 @@ def test_schema_violation_is_blocked_and_table_unchanged(resources: dict[str, An
     failure = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"][0]
     msg = str(failure.event_specific_data.error)  # type: ignore[union-attr]
     assert f"{s}.t" in msg and "'id'" in msg and "expected int64" in msg
+    # Loom's message is the failure itself (the run header, the asset's event), not Dagster's wrapper
+    error = failure.event_specific_data.error  # type: ignore[union-attr]
+    assert "DagsterExecutionHandleOutputError" not in error.message, error.message
+    assert f"Schema mismatch for table {s}.t; nothing was written" in error.message
+    user = failure.event_specific_data.user_failure_data  # type: ignore[union-attr]
+    assert user is not None and user.metadata["loom/table"].value == f"{s}.t"
+    assert "'id'" in user.metadata["loom/problems"].value and user.metadata["loom/error"].value == "SchemaMismatchError"
     after = DeltaTable(resources["delta"].table_uri(good.ref))
     assert after.version() == version
     assert read_delta(resources, f"{s}.t").sort("id").to_dicts() == [{"id": 1, "v": "a"}, {"id": 2, "v": "b"}]

@@ -82,3 +82,30 @@ def test_an_eager_table_runs_when_its_external_source_changes(tmp_path: object) 
     instance.report_runless_asset_event(dg.AssetObservation(ext.asset_key, tags={"dagster/data_version": "7"}))
     r = dg.evaluate_automation_conditions(defs, instance, asset_selection=selection, cursor=r.cursor)
     assert r.get_num_requested(t.asset_key) == 1
+
+
+def test_staging_orders_follows_an_older_raw_orders_partition() -> None:
+    """What the automation sensor evaluates under `dagster dev` weeks after the demo window: a
+    backfilled raw.orders day (not the latest time window) requests that day of staging.orders.
+    Dagster's ``eager()`` only looks at the latest time window, so it launched nothing."""
+    from loom_assets import defs
+
+    instance = dg.DagsterInstance.ephemeral()
+    selection = dg.AssetSelection.assets(STAGING_ORDERS)
+    now = dt.datetime(2026, 12, 7, 12, tzinfo=dt.UTC)
+    r = dg.evaluate_automation_conditions(defs, instance, asset_selection=selection, evaluation_time=now)
+    assert r.total_requested == 0  # nothing upstream is stored yet
+    for key, partition in ((RAW_ORDERS, "2026-11-15"), (dg.AssetKey(["raw", "products"]), None)):
+        instance.report_runless_asset_event(dg.AssetMaterialization(key, partition=partition))
+    r = dg.evaluate_automation_conditions(defs, instance, asset_selection=selection, cursor=r.cursor,
+                                          evaluation_time=now + dt.timedelta(minutes=1))
+    assert r.get_requested_partitions(STAGING_ORDERS) == {"2026-11-15"}
+    # once it has run, the same day is not requested again until raw.orders changes again
+    instance.report_runless_asset_event(dg.AssetMaterialization(STAGING_ORDERS, partition="2026-11-15"))
+    r = dg.evaluate_automation_conditions(defs, instance, asset_selection=selection, cursor=r.cursor,
+                                          evaluation_time=now + dt.timedelta(minutes=2))
+    assert r.total_requested == 0
+    instance.report_runless_asset_event(dg.AssetMaterialization(RAW_ORDERS, partition="2026-11-15"))
+    r = dg.evaluate_automation_conditions(defs, instance, asset_selection=selection, cursor=r.cursor,
+                                          evaluation_time=now + dt.timedelta(minutes=3))
+    assert r.get_requested_partitions(STAGING_ORDERS) == {"2026-11-15"}

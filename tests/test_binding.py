@@ -12,12 +12,14 @@ from dagster import AssetExecutionContext
 
 from loom_resources import ColumnSchema, RunParams, SourceSpec, SpecError, TargetSpec, col, param
 from loom_resources.binding import (
-    BINDING_METADATA,
     INPUT_METADATA,
+    PARTITION_COLUMNS_METADATA,
     AssetBinding,
     InputBinding,
     asset_binding,
+    attach_binding,
     input_binding,
+    source_binding,
 )
 from loom_resources.run_params import run_params, run_params_for
 
@@ -31,13 +33,17 @@ TARGET = TargetSpec("s.t", "delta", (ColumnSchema("d", "date", False), ColumnSch
 
 # -- binding metadata ---------------------------------------------------------------------------
 
-def test_asset_binding_round_trips_through_metadata() -> None:
-    b = AssetBinding(TARGET, {"": "d"})
-    md = b.metadata()
-    assert list(md) == [BINDING_METADATA] and isinstance(md[BINDING_METADATA], str)
-    assert asset_binding(md, dg.AssetKey(["s", "t"])) == b
-    # Dagster hands definition metadata back as MetadataValue objects
-    assert asset_binding({BINDING_METADATA: dg.MetadataValue.text(md[BINDING_METADATA])}, dg.AssetKey(["s", "t"])) == b
+def test_partition_columns_round_trip_through_the_metadata_the_ui_shows() -> None:
+    """An upstream outside the run is read from its visible definition metadata and kinds."""
+    key = dg.AssetKey(["s", "t"])
+    schema = dg.TableSchema([dg.TableColumn("d", "date"), dg.TableColumn("r", "string"), dg.TableColumn("x", "int64")])
+    for cols, shown in (({"": "d"}, "d"), ({"date": "d", "region": "r"}, "date=d, region=r"), ({}, None)):
+        md = AssetBinding(TARGET, cols).metadata()
+        assert md.get(PARTITION_COLUMNS_METADATA) == shown
+        full = {"dagster/table_name": "s.t", "dagster/column_schema": dg.MetadataValue.table_schema(schema), **md}
+        assert source_binding(full, {"delta", "polars"}, key) == AssetBinding(TARGET, cols).source()
+    with pytest.raises(SpecError, match="s/t"):
+        source_binding({"dagster/table_name": "s.t"}, {"polars"}, key)
 
 
 def test_input_binding_round_trips_through_metadata() -> None:
@@ -51,9 +57,13 @@ def test_input_binding_round_trips_through_metadata() -> None:
 
 
 def test_asset_without_binding_is_named() -> None:
+    @dg.asset(key=["raw", "not_loom"], metadata={"dagster/table_name": "x"})
+    def plain() -> None:
+        return None
+
     with pytest.raises(SpecError) as ei:
-        asset_binding({"dagster/table_name": "x"}, dg.AssetKey(["raw", "not_loom"]))
-    assert "raw/not_loom" in str(ei.value) and BINDING_METADATA in str(ei.value)
+        asset_binding(plain.op, dg.AssetKey(["raw", "not_loom"]))
+    assert "raw/not_loom" in str(ei.value) and "not a declared Loom table" in str(ei.value)
     with pytest.raises(SpecError, match="raw/none"):
         asset_binding(None, dg.AssetKey(["raw", "none"]))
 
@@ -61,11 +71,12 @@ def test_asset_without_binding_is_named() -> None:
 def test_binding_on_a_real_asset_definition() -> None:
     b = AssetBinding(TARGET, {"": "d"})
 
-    @dg.asset(key=["s", "t"], metadata=b.metadata())
-    def t() -> None:
+    def body() -> None:
         return None
 
-    assert asset_binding(t.metadata_by_key[t.key], t.key) == b
+    t = dg.asset(key=["s", "t"])(attach_binding(body, b))
+    assert asset_binding(t.op, t.key) == b
+    assert not [k for k in t.metadata_by_key[t.key] if k.startswith("loom/")] and not t.op.tags  # nothing shown
 
 
 # -- run_params_for ------------------------------------------------------------------------------

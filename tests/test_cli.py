@@ -88,3 +88,22 @@ def test_fresh_instance_gets_its_config_and_everything_runs_over_a_range(tmp_pat
     assert sorted(str(d) for d in orders["order_date"].unique()) == ["2026-11-15", "2026-11-16", "2026-11-17"]
     exports = pl.from_arrow(DeltaTable(str(tmp_path / "delta" / "exports" / "category_revenue")).to_pyarrow_table())
     assert isinstance(exports, pl.DataFrame) and exports.height > 0
+
+
+QUIET = '{"loggers": {"console": {"config": {"log_level": "WARNING"}}}}'
+
+
+def test_the_quiet_cli_form_of_the_readme(tmp_path: Path) -> None:
+    """The README's quiet form: the console logger at WARNING prints no event stream (Dagster's
+    default is its whole DEBUG stream, one line per event), and the run still writes."""
+    from loom_assets.settings import INSTANCE_YAML
+
+    assert f"--config-json '{QUIET}'" in (ROOT / "README.md").read_text()
+    (tmp_path / "dagster").mkdir()
+    (tmp_path / "dagster" / "dagster.yaml").write_text(INSTANCE_YAML)  # as the README's set-up line writes it
+    quiet = run(["asset", "materialize", "-m", "sample_platform.definitions", "--select", "raw/products", "--config-json", QUIET],
+                tmp_path, PYTHONWARNINGS="ignore")
+    out = quiet.stdout + quiet.stderr
+    assert quiet.returncode == 0, out[-3000:]
+    assert " - DEBUG - " not in out and " - INFO - " not in out and len(out.splitlines()) <= 3, out[-3000:]
+    assert DeltaTable(str(tmp_path / "delta" / "raw" / "products")).to_pyarrow_dataset().count_rows() == 500

@@ -152,3 +152,34 @@ def test_external_declaration_mistakes_are_named() -> None:
     with pytest.raises(SpecError, match="source landing.other is not a declared table"):
         build_definitions([ExternalTable("landing.events", "delta"),
                            Table("a.b", "delta", [C("x", "int64")], sources=[Source("landing.other")], sql="SELECT 1 AS x FROM other")])
+
+
+def test_external_tables_are_described_in_the_ui(platform: Platform, unique_schema: str, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Kind badges, a Columns section for a discovered table once observed (the UI draws it from
+    the definition, not from observations), and descriptions of the observation job and schedule."""
+    monkeypatch.setenv("LOOM_HOME", str(tmp_path / "home"))
+    s = unique_schema
+    platform.ch.command(f"CREATE DATABASE {s}")
+    platform.ch.command(f"CREATE TABLE {s}.rates (currency String, rate Float64) ENGINE = MergeTree ORDER BY currency")
+    platform.ch.command(f"INSERT INTO {s}.rates VALUES ('EUR', 1.0)")
+    landed = ExternalTable(f"{s}.landed", "delta", columns=EVENTS, observe_cron="0 * * * *")
+    rates = ExternalTable(f"{s}.rates", "clickhouse")  # columns discovered
+    defs = platform.defs([landed, rates])
+    graph = defs.resolve_asset_graph()
+    assert graph.get(landed.asset_key).kinds == {"delta"} and graph.get(rates.asset_key).kinds == {"clickhouse"}
+    assert "dagster/column_schema" not in graph.get(rates.asset_key).metadata  # not observed yet
+    observed = materialize(defs, [rates.asset_key])
+    assert observed.success
+    # the next load shows the columns the observation found in the store
+    schema = platform.defs([landed, rates]).resolve_asset_graph().get(rates.asset_key).metadata["dagster/column_schema"]
+    assert [(c.name, c.type) for c in schema.columns] == [("currency", "string"), ("rate", "float64")]
+    job = defs.resolve_job_def("loom_observe_external")
+    assert job.description and f"{s}.landed" in job.description and f"{s}.rates" in job.description
+    schedules = {sd.name: sd for sd in defs.schedules or []}  # type: ignore[union-attr]
+    assert schedules["loom_observe_external_0"].description and f"{s}.landed" in schedules["loom_observe_external_0"].description
+    from loom_assets import defs as sample
+
+    for sd in sample.schedules or []:  # type: ignore[union-attr]
+        assert sd.description, sd.name  # type: ignore[union-attr]
+    assert sample.resolve_job_def("loom_observe_external").description

@@ -191,7 +191,7 @@ def test_asset_definition_carries_bindings(backends: dict[str, Any]) -> None:
     py = T("a.p", "delta", sources=[Source("a.c2", streaming=True)])
     assets = build_assets([up, up2, sql, py], backends=backends)
     m = _asset(assets, "m")
-    assert asset_binding(m.metadata_by_key[m.key], m.key) == AssetBinding(sql.target, {"": "d"})
+    assert asset_binding(m.op, m.key) == AssetBinding(sql.target, {"": "d"})
     ins = {i.name: i for i in m.node_def.input_defs}
     c1 = AssetBinding(up.target, {"": "d"}).source()
     c2 = AssetBinding(up2.target, {}).source()
@@ -219,8 +219,8 @@ def test_asset_definition_carries_bindings(backends: dict[str, Any]) -> None:
 def test_two_sets_of_assets_keep_their_own_specs(backends: dict[str, Any]) -> None:
     a = build_assets([T("s.t", columns=[C("id", "int64", False)])], backends=backends)[0]
     b = build_assets([T("s.t", "clickhouse", columns=[C("x", "string")], mode="overwrite")], backends=backends)[0]
-    ta = asset_binding(a.metadata_by_key[a.key], a.key).target
-    tb = asset_binding(b.metadata_by_key[b.key], b.key).target
+    ta = asset_binding(a.op, a.key).target
+    tb = asset_binding(b.op, b.key).target
     assert ta.column_names == ("id",) and ta.backend.value == "delta"
     assert tb.column_names == ("x",) and tb.backend.value == "clickhouse" and tb.mode.value == "overwrite"
 
@@ -274,3 +274,16 @@ def test_loading_a_code_location_does_not_import_pyarrow_or_deltalake() -> None:
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'pyarrow', 'numpy', 'pandas', 'deltalake'}))\n"
     )
     assert out == "[]"
+
+
+def test_no_internals_in_the_metadata_the_ui_shows() -> None:
+    """The asset page lists every definition metadata entry: no ``loom/binding`` JSON there."""
+    from loom_assets import defs
+
+    graph = defs.resolve_asset_graph()
+    declared = [k for k in graph.get_all_asset_keys() if graph.get(k).is_materializable]
+    assert len(declared) > 10
+    for key in declared:
+        shown = graph.get(key).metadata
+        assert set(shown) <= {"dagster/column_schema", "dagster/table_name", "loom/partition_columns"}, (key, list(shown))
+        assert not graph.get(key).assets_def.op.tags, key  # "Compute details" shows the op's tags

@@ -17,7 +17,6 @@ from deltalake import DeltaTable
 from loom_assets.declare import Source, Table
 from loom_assets.factory import build_assets
 from loom_resources import ColumnSchema, SpecError, TableRef
-from loom_resources.binding import BINDING_METADATA
 from loom_resources.clickhouse import ClickHouseResource
 from loom_resources.delta import DeltaResource
 from loom_resources.io_manager import LoomIOManager
@@ -282,7 +281,7 @@ def test_output_of_an_asset_without_binding_is_refused(stores: Stores) -> None:
     assert not result.success
     errors = [str(e.event_specific_data.error) for e in result.all_events  # type: ignore[union-attr]
               if e.event_type_value == "STEP_FAILURE"]
-    assert any(SpecError.__name__ in e and "raw/plain" in e and BINDING_METADATA in e for e in errors)
+    assert any(SpecError.__name__ in e and "raw/plain" in e and "not a declared Loom table" in e for e in errors)
 
 
 # -- two Definitions in one process ---------------------------------------------------------------

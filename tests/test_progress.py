@@ -26,7 +26,10 @@ def test_a_long_streaming_write_shows_progress(tmp_path: Path, chdb_url: str, ca
     with write_progress():
         assert defs.resolve_implicit_global_asset_job_def().execute_in_process(
             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}}).success
-    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.strip().startswith("writing p.big")]
+    out = capsys.readouterr().out  # captured: not a terminal
+    lines = [ln for ln in out.splitlines() if ln.strip().startswith("writing p.big")]
     assert lines, "no progress line"
-    rows = [int(ln.split("]")[1].split("rows")[0].replace(",", "")) for ln in lines]
+    # plain, complete lines: no carriage return, no bar frozen half-drawn in a log
+    assert "\r" not in out and not any("[" in ln or "#" in ln for ln in lines), lines[:3]
+    rows = [int(ln.split(":")[1].split("rows")[0].replace(",", "")) for ln in lines]
     assert rows == sorted(rows) and 0 < rows[-1] <= 9_000_000

@@ -8,6 +8,7 @@ import datetime as dt
 import dagster as dg
 import polars as pl
 
+from loom_assets.automation import eager_every_partition
 from loom_assets.declare import Source, Table, accepted_values, not_null, row_count, unique
 from loom_resources import ClickHouseTableOptions, ColumnSchema, HistoryOptions, col, param
 from sample_platform import synthetic
@@ -91,7 +92,7 @@ TABLES: list[Table] = [
             WHERE o.status <> 'cancelled'
               AND o.order_date >= {partition_start_date} AND o.order_date < {partition_end_date}
         """,
-        checks=[not_null("amount")], automation_condition=dg.AutomationCondition.eager(),
+        checks=[not_null("amount")], automation_condition=eager_every_partition(),
         description="Orders with category and amount, refreshed whenever raw orders or products change.",
     ),
     Table(
