@@ -72,7 +72,12 @@ def test_two_processes_recover_one_interrupted_publication(ch_http_url: str, mon
         assert finish([spawn("stage-only", ch_http_url, mode, "2", "run-1")]) == [{"died": True}]
         results = finish([spawn("read", ch_http_url, mode) for _ in range(2)])
         assert sorted(r["recovered"] for r in results) in ([0, 1], [1, 1]), results
-        assert results[0]["groups"] == results[1]["groups"] == reference["after"]["groups"], (mode, results)
+        # the process that completed the publication reads it whole; the other may have read while the
+        # publication was under way (ClickHouse moves an append's partitions one by one), so the
+        # store is read again once both are done
+        assert all(r["groups"] == reference["after"]["groups"] for r in results if r["recovered"]), (mode, results)
+        final = read(ch_http_url, mode)  # type: ignore[arg-type]
+        assert final["groups"] == reference["after"]["groups"] and final["staging_tables"] == 0, (mode, final)
         # the rerun of the step finds it published and skips it
         again = write(ch_http_url, mode, 2, "run-1", order="desc", then_read=True)  # type: ignore[arg-type]
         assert again["skipped"] is True and again["groups"] == reference["after"]["groups"]
