@@ -88,7 +88,7 @@ def test_staging_orders_follows_an_older_raw_orders_partition() -> None:
     """What the automation sensor evaluates under `dagster dev` weeks after the demo window: a
     backfilled raw.orders day (not the latest time window) requests that day of staging.orders.
     Dagster's ``eager()`` only looks at the latest time window, so it launched nothing."""
-    from loom_assets import defs
+    from sample_platform.definitions import defs
 
     instance = dg.DagsterInstance.ephemeral()
     selection = dg.AssetSelection.assets(STAGING_ORDERS)

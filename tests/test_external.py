@@ -178,7 +178,7 @@ def test_external_tables_are_described_in_the_ui(platform: Platform, unique_sche
     assert job.description and f"{s}.landed" in job.description and f"{s}.rates" in job.description
     schedules = {sd.name: sd for sd in defs.schedules or []}  # type: ignore[union-attr]
     assert schedules["loom_observe_external_0"].description and f"{s}.landed" in schedules["loom_observe_external_0"].description
-    from loom_assets import defs as sample
+    from sample_platform.definitions import defs as sample
 
     for sd in sample.schedules or []:  # type: ignore[union-attr]
         assert sd.description, sd.name  # type: ignore[union-attr]

@@ -278,12 +278,13 @@ def test_loading_a_code_location_does_not_import_pyarrow_or_deltalake() -> None:
 
 def test_no_internals_in_the_metadata_the_ui_shows() -> None:
     """The asset page lists every definition metadata entry: no ``loom/binding`` JSON there."""
-    from loom_assets import defs
+    from sample_platform.definitions import defs
 
     graph = defs.resolve_asset_graph()
     declared = [k for k in graph.get_all_asset_keys() if graph.get(k).is_materializable]
     assert len(declared) > 10
     for key in declared:
         shown = graph.get(key).metadata
-        assert set(shown) <= {"dagster/column_schema", "dagster/table_name", "loom/partition_columns"}, (key, list(shown))
+        assert set(shown) <= {"dagster/column_schema", "dagster/table_name", "loom/partition_columns",
+                              "dagster/column_lineage"}, (key, list(shown))
         assert not graph.get(key).assets_def.op.tags, key  # "Compute details" shows the op's tags

@@ -1,7 +1,7 @@
 """Your own project, as the README's "Your own project" section says, step by step: the library's
 wheel installed into a fresh virtual environment, a new project made by ``create-dagster``, tables
 declared in YAML (the LoomTables component) and in Python, ``dg`` checking, listing and
-launching them, and the tables read back from the stores.
+launching them, the tables read back from the stores, and ``dg dev`` serving them.
 
 The fresh environment gets the wheel by ``pip install --no-deps``; its dependencies (Dagster,
 Polars, deltalake, chdb... ~150 packages) come from the test environment's site-packages through a
@@ -17,9 +17,11 @@ import datetime as dt
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import sysconfig
+import time
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,6 +30,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 from deltalake import DeltaTable
+from test_webserver import free_port, gql
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent / "own_project"
@@ -162,3 +165,24 @@ def test_your_own_project(fresh: Fresh, tmp_path: Path) -> None:
                    "'SELECT order_date, revenue, orders FROM marts.daily_revenue ORDER BY order_date').result_rows]))"],
                   tmp_path, env)
     assert json.loads(revenue.strip().splitlines()[-1]) == [[f"2026-11-0{d}", "5050.00", "100"] for d in (1, 2, 3)]
+
+    # dg dev serves the project: its tables in the UI's GraphQL
+    port = free_port()
+    proc = subprocess.Popen(["dg", "dev", "-h", "127.0.0.1", "-p", str(port)], cwd=project, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        keys: set[str] = set()
+        while not {"raw/orders", "marts/daily_revenue", "marts/big_orders"} <= keys:
+            assert proc.poll() is None and time.monotonic() < deadline, f"dg dev did not serve the project: {keys}"
+            time.sleep(1)
+            try:
+                keys = {"/".join(n["assetKey"]["path"]) for n in gql(port, "{ assetNodes { assetKey { path } } }")["assetNodes"]}
+            except (OSError, AssertionError):
+                pass
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
