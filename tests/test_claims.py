@@ -8,12 +8,11 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-from test_webserver import free_port, gql
+from test_webserver import gql
+from ui_server import poll, serving
 
 from loom_assets.claims import claim_tables, code_server_location
 from loom_resources import SpecError
@@ -71,33 +70,21 @@ def test_two_code_locations_declaring_one_table_get_looms_error(tmp_path: Path) 
     home = tmp_path / "home"
     (home / "dagster").mkdir(parents=True)
     env = {**os.environ, "LOOM_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")}
-    port = free_port()
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2)
-                entries = gql(port, LOCATIONS)["workspaceOrError"]["locationEntries"]
-                states = {e["name"]: e["locationOrLoadError"] for e in entries}
-                if all(s is not None for s in states.values()) and len(states) == 2:
-                    break
-            except OSError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "webserver did not load both locations"
-            time.sleep(1)
-        # the UI shows the load error with its causes; Loom's message is the cause
-        errors = {n: s["message"] + "".join(c["message"] for c in s["causes"])
-                  for n, s in states.items() if s["__typename"] == "PythonError"}
-        assert len(errors) == 1, states  # the first to claim serves; the other one names the conflict
-        (failed, message), = errors.items()
-        other = "shop_a" if failed == "shop_b" else "shop_b"
-        assert f"table shared.orders is declared by code location '{other}'" in message, message
-        assert f"and by '{failed}'" in message
-        assert states[other]["__typename"] == "RepositoryLocation"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    webserver = [str(Path(sys.executable).parent / "dagster-webserver"), "-w", "workspace.yaml"]
+
+    def loaded(port: int) -> dict[str, dict[str, object]] | None:
+        entries = gql(port, LOCATIONS)["workspaceOrError"]["locationEntries"]
+        states = {e["name"]: e["locationOrLoadError"] for e in entries}
+        return states if len(states) == 2 and all(v is not None for v in states.values()) else None
+
+    with serving(webserver, tmp_path, env) as (proc, port):
+        states = poll(proc, lambda: loaded(port), "the webserver to load both locations", timeout=120)
+    # the UI shows the load error with its causes; Loom's message is the cause
+    errors = {n: str(s["message"]) + "".join(c["message"] for c in s["causes"])  # type: ignore[attr-defined]
+              for n, s in states.items() if s["__typename"] == "PythonError"}
+    assert len(errors) == 1, states  # the first to claim serves; the other one names the conflict
+    (failed, message), = errors.items()
+    other = "shop_a" if failed == "shop_b" else "shop_b"
+    assert f"table shared.orders is declared by code location '{other}'" in message, message
+    assert f"and by '{failed}'" in message
+    assert states[other]["__typename"] == "RepositoryLocation"

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-from test_webserver import free_port, gql
+from test_webserver import gql
+from ui_server import poll, serving
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "sample_platform"
@@ -47,29 +45,10 @@ def test_dg_checks_and_lists_the_sample_platform(tmp_path: Path) -> None:
 
 
 def test_dg_dev_serves_the_sample_platform(tmp_path: Path) -> None:
-    env = dg_env(tmp_path)
-    port = free_port()
-    proc = subprocess.Popen([DG, "dev", "-h", "127.0.0.1", "-p", str(port)], cwd=EXAMPLE, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2)
-                nodes = gql(port, "{ assetNodes { assetKey { path } } }")["assetNodes"]
-                if nodes:
-                    break
-            except (OSError, AssertionError):
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "dg dev did not serve the sample platform"
-            time.sleep(1)
+    with serving([DG, "dev"], EXAMPLE, dg_env(tmp_path)) as (proc, port):
+        nodes = poll(proc, lambda: gql(port, "{ assetNodes { assetKey { path } } }")["assetNodes"] or None,
+                     "dg dev to serve the sample platform")
         keys = {"/".join(n["assetKey"]["path"]) for n in nodes}
         assert {"raw/orders", "staging/orders", "exports/category_revenue"} <= keys
         locations = gql(port, "{ workspaceOrError { ... on Workspace { locationEntries { name } } } }")
         assert [e["name"] for e in locations["workspaceOrError"]["locationEntries"]] == ["sample_platform"]
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)

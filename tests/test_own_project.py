@@ -17,11 +17,9 @@ import datetime as dt
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import sysconfig
-import time
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,7 +28,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 from deltalake import DeltaTable
-from test_webserver import free_port, gql
+from test_webserver import gql
+from ui_server import poll, serving
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent / "own_project"
@@ -167,22 +166,11 @@ def test_your_own_project(fresh: Fresh, tmp_path: Path) -> None:
     assert json.loads(revenue.strip().splitlines()[-1]) == [[f"2026-11-0{d}", "5050.00", "100"] for d in (1, 2, 3)]
 
     # dg dev serves the project: its tables in the UI's GraphQL
-    port = free_port()
-    proc = subprocess.Popen(["dg", "dev", "-h", "127.0.0.1", "-p", str(port)], cwd=project, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 180
-        keys: set[str] = set()
-        while not {"raw/orders", "marts/daily_revenue", "marts/big_orders"} <= keys:
-            assert proc.poll() is None and time.monotonic() < deadline, f"dg dev did not serve the project: {keys}"
-            time.sleep(1)
-            try:
-                keys = {"/".join(n["assetKey"]["path"]) for n in gql(port, "{ assetNodes { assetKey { path } } }")["assetNodes"]}
-            except (OSError, AssertionError):
-                pass
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+    wanted = {"raw/orders", "marts/daily_revenue", "marts/big_orders"}
+
+    def served(port: int) -> set[str] | None:
+        keys = {"/".join(n["assetKey"]["path"]) for n in gql(port, "{ assetNodes { assetKey { path } } }")["assetNodes"]}
+        return keys if wanted <= keys else None
+
+    with serving(["dg", "dev"], project, env) as (proc, port):
+        poll(proc, lambda: served(port), "dg dev to serve the project's tables")
