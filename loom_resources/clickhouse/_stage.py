@@ -191,10 +191,10 @@ class Stage:
             self.add_columns(new_cols)
         run_filter = render(partition_predicate(values)) if values and mode is WriteMode.REPLACE_PARTITIONS else ""
         token = self.plan.app_id if self.plan is not None else None
-        if self.spec.clickhouse.cluster and table_engine(self.res, self.ref) is None:
-            # a new table exists on every node before the publication fills it
-            self.res.command(f"CREATE TABLE IF NOT EXISTS {qt(self.ref)}{on_cluster(self.spec)} AS {qt(self.staging)}",
-                             what=f"create table {self.table} on cluster {self.spec.clickhouse.cluster}")
+        # a new table is created on every node of its cluster by the publication itself: RENAME TABLE
+        # ... ON CLUSTER (overwrite) or CREATE TABLE ... ON CLUSTER AS the staging table (the other
+        # modes). Not before it: created AS the staging table, it would carry the staging table's
+        # comment, which an overwrite reads as "already swapped in" (and would publish nothing).
         self.publishing = token is not None
         outcome = publish(self.res, self.ref, self.staging, mode, token, rows, run_filter,
                           self.spec.clickhouse.cluster or "")
