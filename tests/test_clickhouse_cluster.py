@@ -430,6 +430,7 @@ res.command("INSERT INTO _loom.publications (target, token, state, staging, rows
             "VALUES ('s.t', 'loom-old', 'staged', '_loom_stage_t_x|append|', 7)")
 res.close()
 res = ClickHouseResource(url="chdb://" + sys.argv[1])
+assert [(e.token, e.cluster) for e in res.pending_publications()] == [("loom-old", "")]
 print(len(res.recover()), res.query_rows("SELECT count() FROM s.t")[0][0],
       res.query_rows("SELECT countIf(cluster = '') FROM _loom.publications")[0][0], flush=True)
 res.close()
