@@ -12,8 +12,8 @@ and column ALTERs: only when the table is not Replicated); Loom's ledger never d
 Why the publication still holds on a replicated table: ``MOVE PARTITION ... TO TABLE`` and
 ``REPLACE PARTITION`` between two Replicated tables are replicated through Keeper (the staging
 table is created ``ON CLUSTER`` with the same engine family, so every replica has it);
-``EXCHANGE TABLES`` and ``RENAME TABLE`` are metadata operations of an Atomic or Replicated
-database. Every insert into a replicated staging table carries its own
+``EXCHANGE TABLES`` and ``RENAME TABLE`` are metadata operations of an Atomic database, sent
+``ON CLUSTER`` so that every node swaps or renames. Every insert into a replicated staging table carries its own
 ``insert_deduplication_token`` (staging table + batch number): Replicated tables deduplicate
 identical blocks by default, which would silently drop a batch equal to an earlier one, while a
 client's retry of the same batch is still deduplicated.

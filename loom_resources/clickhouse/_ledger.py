@@ -38,7 +38,7 @@ from loom_resources.clickhouse._client import ClickHouseConnection
 from loom_resources.clickhouse._sql import lit, qt
 from loom_resources.model import TableRef
 
-__all__ = ["DONE", "LEDGER", "LEDGER_SCHEMA", "Entry", "claim", "ensure_ledger", "latest", "ledger_engine", "open_entries", "owner",
+__all__ = ["DONE", "LEDGER", "LEDGER_SCHEMA", "Entry", "claim", "ensure_ledger", "latest", "ledger_engine", "ledger_is_shared", "open_entries", "owner",
            "record"]
 
 #: The database Loom keeps its own ClickHouse tables in (reserved for user tables).
@@ -48,6 +48,7 @@ LEDGER = TableRef(LEDGER_SCHEMA, "publications")
 DONE = ("published", "abandoned")
 #: Claims deduplicated per table part history: far more than the writes in flight at once.
 _DEDUP_WINDOW = 10_000
+_REPLICATED = f"{LEDGER} is replicated"
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,8 @@ def ensure_ledger(conn: ClickHouseConnection) -> None:
     rows = conn.query_rows(f"SELECT engine FROM system.databases WHERE name = {lit(LEDGER_SCHEMA)}",
                            what="read the engine of Loom's ledger database")
     engine = ledger_engine(str(rows[0][0]) if rows else None)
+    if "ReplicatedMergeTree" in engine:
+        conn.done_once(_REPLICATED, mark=True)
     conn.create_once(
         f"CREATE TABLE IF NOT EXISTS {qt(LEDGER)} (target String, token String, state LowCardinality(String), "
         "staging String, rows UInt64, at DateTime64(6, 'UTC') DEFAULT now64(6, 'UTC'), owner String DEFAULT '', "
@@ -102,6 +105,12 @@ def ensure_ledger(conn: ClickHouseConnection) -> None:
             f"ALTER TABLE {qt(LEDGER)} MODIFY SETTING non_replicated_deduplication_window = {_DEDUP_WINDOW}",
             what="let Loom's publication ledger deduplicate claims")
     conn.done_once(f"ensure the ledger {LEDGER}", mark=True)
+
+
+def ledger_is_shared(conn: ClickHouseConnection) -> bool:
+    """Whether the ledger (ensured on this connection) lives in a Replicated database, shared by
+    every node of a cluster."""
+    return conn.done_once(_REPLICATED)
 
 
 def record(conn: ClickHouseConnection, target: TableRef, token: str, state: str, staging: str, rows: int,

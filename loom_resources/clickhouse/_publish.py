@@ -41,10 +41,23 @@ import time
 import uuid
 from dataclasses import dataclass
 
+from dagster import get_dagster_logger
+
 from loom_resources.clickhouse._client import ClickHouseConnection
 from loom_resources.clickhouse._cluster import ddl_on_cluster, partition_on_cluster
 from loom_resources.clickhouse._discovery import table_engine
-from loom_resources.clickhouse._ledger import DONE, LEDGER, Entry, claim, ensure_ledger, latest, open_entries, record
+from loom_resources.clickhouse._ledger import (
+    DONE,
+    LEDGER,
+    LEDGER_SCHEMA,
+    Entry,
+    claim,
+    ensure_ledger,
+    latest,
+    ledger_is_shared,
+    open_entries,
+    record,
+)
 from loom_resources.clickhouse._sql import lit, qt
 from loom_resources.errors import LoomError
 from loom_resources.model import TableRef, WriteMode
@@ -190,6 +203,12 @@ def publish(conn: ClickHouseConnection, target: TableRef, staging: TableRef, mod
         _ops(conn, target, staging, mode.value, token, run_filter, cluster)
         return Published(True, rows)
     ensure_ledger(conn)
+    if cluster and not ledger_is_shared(conn) and not conn.done_once(f"warned {cluster}"):
+        conn.done_once(f"warned {cluster}", mark=True)  # once per connection
+        get_dagster_logger().warning(
+            f"{target} is on cluster {cluster}, but Loom's ledger is not in a Replicated database: writes through "
+            f"other nodes do not see its claims. Create the {LEDGER_SCHEMA} database as a Replicated database "
+            "(docs/clickhouse-server.md, 'Loom's own tables on a cluster').")
     detail = f"{staging.table}|{mode.value}|{run_filter}"
     winner = claim(conn, target, token, detail, rows, cluster)
     if winner.staging != detail:
