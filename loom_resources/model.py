@@ -150,8 +150,10 @@ class ClickHouseTableOptions:
         order_by: ``ORDER BY`` columns; default the merge keys, else ``tuple()``.
         partition_by: ``PARTITION BY`` expression; default the declared partition columns.
         ttl: Optional ``TTL`` expression.
-        cluster: A cluster name: the tables Loom creates for this table (its staging tables,
-            the table itself, the Distributed table) are created ``ON CLUSTER`` it.
+        cluster: A cluster name: the DDL of every write, publication, recovery and sweep of this
+            table (its staging tables, the table itself, ``EXCHANGE``/``RENAME``, the
+            Distributed table, and, unless the table is Replicated, its partition operations)
+            runs ``ON CLUSTER`` it; the ledger records it, so another process's recovery does too.
         replicated: Create the table with the ``Replicated`` variant of ``engine``
             (``ReplicatedMergeTree``, ``ReplicatedReplacingMergeTree(...)``...) at ``keeper_path``.
         keeper_path / replica: The Replicated engine's Keeper path and replica name (ClickHouse

@@ -20,7 +20,7 @@ from dagster import get_dagster_logger
 from loom_resources.capabilities import Capabilities
 from loom_resources.clickhouse._client import ClickHouseConnection
 from loom_resources.clickhouse._discovery import ch_columns, stored_schema, table_engine
-from loom_resources.clickhouse._ledger import LEDGER, LEDGER_SCHEMA, Entry, open_entries
+from loom_resources.clickhouse._ledger import LEDGER, LEDGER_SCHEMA, Entry, ensure_ledger, open_entries
 from loom_resources.clickhouse._publish import abandon, recover
 from loom_resources.clickhouse._pushdown import ClickHouseQuery, ClickHouseRelation, execute_sql, runs_inside
 from loom_resources.clickhouse._read import read_sql, source_sql
@@ -98,7 +98,10 @@ class ClickHouseResource(ClickHouseConnection):
     def pending_publications(self) -> list[Entry]:
         """Writes that were staged but whose publication is not recorded (interrupted, failing,
         or in progress elsewhere): table, write token, staging table, rows, owner ``host:pid``."""
-        return open_entries(self) if self.exists(LEDGER) else []
+        if not self.exists(LEDGER):
+            return []
+        ensure_ledger(self)  # a ledger of an earlier version gains its newer columns first
+        return open_entries(self)
 
     def abandon_publication(self, table: TableRef | str, token: str) -> str:
         """Maintenance: give up the unfinished write ``token`` of ``table`` (as named by

@@ -275,6 +275,13 @@ class ClickHouseConnection(ConfigurableResource):
             self.command(sql, what=what)
             self._created.add(sql)
 
+    def done_once(self, key: str, *, mark: bool = False) -> bool:
+        """Whether the step ``key`` was done on this connection (steps made once per connection,
+        like :meth:`create_once`); ``mark=True`` records it as done."""
+        if mark:
+            self._created.add(key)
+        return key in self._created
+
     def command(self, sql: str, *, what: str = "run a command", settings: Mapping[str, Any] | None = None) -> Any:
         """Run one statement; errors come back as :class:`LoomError` with secrets scrubbed."""
         return self._call(what, self.client().command, sql, settings=dict(settings or {}))

@@ -21,6 +21,14 @@ completing one write, one gets the table, the other waits for its ``published``)
 publication step never runs twice at once. An entry that cannot be completed (its target was
 dropped outside Loom...) never blocks other writes: recovery logs it and goes on, and
 :func:`abandon` (``ClickHouseResource.abandon_publication``) clears it.
+
+On a cluster (the table's ``ClickHouseTableOptions.cluster``, recorded in the ledger entry and in
+the staging table's comment so that recovery and the sweep by another process know it), every
+statement that must reach all nodes carries ``ON CLUSTER``; the rule per statement is in
+:mod:`._cluster` (:func:`~._cluster.ddl_on_cluster`: ``RENAME TABLE``, ``EXCHANGE TABLES``,
+``CREATE TABLE``, ``DROP TABLE`` always; :func:`~._cluster.partition_on_cluster`: ``REPLACE``/
+``DROP``/``MOVE PARTITION`` only on a table that is not Replicated). Without a cluster the
+statements are exactly those of a single server.
 """
 
 from __future__ import annotations
@@ -33,15 +41,30 @@ import time
 import uuid
 from dataclasses import dataclass
 
+from dagster import get_dagster_logger
+
 from loom_resources.clickhouse._client import ClickHouseConnection
+from loom_resources.clickhouse._cluster import ddl_on_cluster, partition_on_cluster
 from loom_resources.clickhouse._discovery import table_engine
-from loom_resources.clickhouse._ledger import DONE, LEDGER, Entry, claim, ensure_ledger, latest, open_entries, record
+from loom_resources.clickhouse._ledger import (
+    DONE,
+    LEDGER,
+    LEDGER_SCHEMA,
+    Entry,
+    claim,
+    ensure_ledger,
+    latest,
+    ledger_is_shared,
+    open_entries,
+    record,
+)
 from loom_resources.clickhouse._sql import lit, qt
 from loom_resources.errors import LoomError
 from loom_resources.model import TableRef, WriteMode
 
 __all__ = [
     "STAGE_PREFIX", "PublicationBlockedError", "Published", "abandon", "await_published", "complete", "marker",
+    "marker_cluster",
     "may_be_live", "owner_is_dead", "previous", "publish", "recover", "staging_ref",
 ]
 
@@ -98,9 +121,21 @@ def staging_of_dead_local_process(name: str) -> bool:
     return False
 
 
-def marker(token: str | None) -> str:
-    """The comment an overwrite's staging table carries, naming the write that created it."""
-    return f"loom:{token}" if token else ""
+_ON_CLUSTER = " on cluster "
+
+
+def marker(token: str | None, cluster: str = "") -> str:
+    """The comment a staging table carries, naming the write that created it (an overwrite's
+    swapped-in table keeps it: a repeat sees the swap happened) and the cluster its DDL runs on
+    (so a sweep by any process drops it on every node). ``""`` for neither."""
+    if not token and not cluster:
+        return ""
+    return f"loom:{token or ''}" + (f"{_ON_CLUSTER}{cluster}" if cluster else "")
+
+
+def marker_cluster(comment: str) -> str:
+    """The cluster named by a staging table's comment (:func:`marker`), or ``""``."""
+    return comment.partition(_ON_CLUSTER)[2] if comment.startswith("loom:") else ""
 
 
 def _comment(conn: ClickHouseConnection, ref: TableRef) -> str | None:
@@ -117,30 +152,35 @@ def _partition_ids(conn: ClickHouseConnection, ref: TableRef) -> list[str]:
 
 
 def _ops(conn: ClickHouseConnection, target: TableRef, staging: TableRef, mode: str, token: str | None,
-         run_filter: str) -> None:
-    """The publication itself; every step can run again after a kill with the same outcome."""
+         run_filter: str, cluster: str = "") -> None:
+    """The publication itself; every step can run again after a kill with the same outcome.
+    ``cluster``: see the module docstring (``""``: one server)."""
+    ddl = ddl_on_cluster(cluster)
     if mode == WriteMode.OVERWRITE.value:
-        if token and _comment(conn, target) == marker(token):
+        if token and _comment(conn, target) == marker(token, cluster):
             return  # swapped in by an earlier attempt; the staging table now holds the old rows
         if table_engine(conn, target) is None:
-            conn.command(f"RENAME TABLE {qt(staging)} TO {qt(target)}", what=f"publish {target}")
+            conn.command(f"RENAME TABLE {qt(staging)} TO {qt(target)}{ddl}", what=f"publish {target}")
         else:
-            conn.command(f"EXCHANGE TABLES {qt(staging)} AND {qt(target)}", what=f"swap in {target}")
+            conn.command(f"EXCHANGE TABLES {qt(staging)} AND {qt(target)}{ddl}", what=f"swap in {target}")
         return
     if table_engine(conn, staging) is None:
         return  # nothing left to publish
+    # partition operations: ON CLUSTER only for a table that is not Replicated (see _cluster)
+    on = partition_on_cluster(cluster, table_engine(conn, target)) if cluster else ""
     if mode == WriteMode.REPLACE_PARTITIONS.value:
         staged = _partition_ids(conn, staging)
         for pid in staged:
-            conn.command(f"ALTER TABLE {qt(target)} REPLACE PARTITION ID {lit(pid)} FROM {qt(staging)}",
+            conn.command(f"ALTER TABLE {qt(target)}{on} REPLACE PARTITION ID {lit(pid)} FROM {qt(staging)}",
                          what=f"replace partition {pid} of {target}")
         if run_filter:
             for pid in _partition_ids_where(conn, target, run_filter):
                 if pid not in staged:
-                    conn.command(f"ALTER TABLE {qt(target)} DROP PARTITION ID {lit(pid)}", what=f"drop partition {pid} of {target}")
+                    conn.command(f"ALTER TABLE {qt(target)}{on} DROP PARTITION ID {lit(pid)}",
+                                 what=f"drop partition {pid} of {target}")
         return
     for pid in _partition_ids(conn, staging):  # append, merge
-        conn.command(f"ALTER TABLE {qt(staging)} MOVE PARTITION ID {lit(pid)} TO TABLE {qt(target)}",
+        conn.command(f"ALTER TABLE {qt(staging)}{on} MOVE PARTITION ID {lit(pid)} TO TABLE {qt(target)}",
                      what=f"publish partition {pid} of {target}")
 
 
@@ -150,30 +190,38 @@ def _partition_ids_where(conn: ClickHouseConnection, ref: TableRef, condition: s
 
 
 def publish(conn: ClickHouseConnection, target: TableRef, staging: TableRef, mode: WriteMode, token: str | None,
-            rows: int, run_filter: str) -> Published:
+            rows: int, run_filter: str, cluster: str = "") -> Published:
     """Publish a complete staging table into ``target`` (created ``AS`` the staging table when
     missing, except for an overwrite, which renames the staging table into place). With a token,
     only the attempt whose claim stands publishes; the others get ``by_me=False`` once the write
-    is published (their staging table is theirs to drop)."""
+    is published (their staging table is theirs to drop). ``cluster``: the table's cluster, or
+    ``""`` (recorded in the ledger with the claim)."""
     if mode is not WriteMode.OVERWRITE and table_engine(conn, target) is None:
-        conn.command(f"CREATE TABLE IF NOT EXISTS {qt(target)} AS {qt(staging)}", what=f"create table {target}")
+        conn.command(f"CREATE TABLE IF NOT EXISTS {qt(target)}{ddl_on_cluster(cluster)} AS {qt(staging)}",
+                     what=f"create table {target}")
     if not token:
-        _ops(conn, target, staging, mode.value, token, run_filter)
+        _ops(conn, target, staging, mode.value, token, run_filter, cluster)
         return Published(True, rows)
     ensure_ledger(conn)
+    if cluster and not ledger_is_shared(conn) and not conn.done_once(f"warned {cluster}"):
+        conn.done_once(f"warned {cluster}", mark=True)  # once per connection
+        get_dagster_logger().warning(
+            f"{target} is on cluster {cluster}, but Loom's ledger is not in a Replicated database: writes through "
+            f"other nodes do not see its claims. Create the {LEDGER_SCHEMA} database as a Replicated database "
+            "(docs/clickhouse-server.md, 'Loom's own tables on a cluster').")
     detail = f"{staging.table}|{mode.value}|{run_filter}"
-    winner = claim(conn, target, token, detail, rows)
+    winner = claim(conn, target, token, detail, rows, cluster)
     if winner.staging != detail:
         return Published(False, await_published(conn, winner))
     try:
-        _ops(conn, target, staging, mode.value, token, run_filter)
+        _ops(conn, target, staging, mode.value, token, run_filter, cluster)
     except LoomError:
         # another process may have taken the staging table over to complete it (see complete())
         entry = latest(conn, target, token)
         if entry is None or entry.state not in DONE:
             raise
         return Published(True, rows)
-    record(conn, target, token, "published", staging.table, rows)
+    record(conn, target, token, "published", staging.table, rows, cluster=cluster)
     return Published(True, rows)
 
 
@@ -239,25 +287,27 @@ def complete(conn: ClickHouseConnection, entry: Entry) -> bool:
             return False
         entry = now or entry
         name, mode, run_filter = _staged_detail(entry)
+        cluster, ddl = entry.cluster, ddl_on_cluster(entry.cluster)
         current = TableRef(target.schema, name)
         mine = staging_ref(target, entry.token)
         try:
-            conn.command(f"RENAME TABLE {qt(current)} TO {qt(mine)}", what=f"take over the publication of {target}")
+            conn.command(f"RENAME TABLE {qt(current)} TO {qt(mine)}{ddl}", what=f"take over the publication of {target}")
         except LoomError as exc:
             if table_engine(conn, current) is not None:
                 raise _blocked(entry, str(exc)) from None
-            if mode == WriteMode.OVERWRITE.value and _comment(conn, target) == marker(entry.token):
-                record(conn, target, entry.token, "published", name, entry.rows)  # swapped in before the kill
+            if mode == WriteMode.OVERWRITE.value and _comment(conn, target) == marker(entry.token, cluster):
+                # swapped in before the kill
+                record(conn, target, entry.token, "published", name, entry.rows, cluster=cluster)
                 return True
             time.sleep(_POLL_S)  # another process took it over (its 'moved' row follows) or is publishing
             continue
-        record(conn, target, entry.token, "moved", f"{mine.table}|{mode}|{run_filter}", entry.rows)
+        record(conn, target, entry.token, "moved", f"{mine.table}|{mode}|{run_filter}", entry.rows, cluster=cluster)
         try:
-            _ops(conn, target, mine, mode, entry.token, run_filter)
+            _ops(conn, target, mine, mode, entry.token, run_filter, cluster)
         except LoomError as exc:
             raise _blocked(entry, str(exc)) from None
-        record(conn, target, entry.token, "published", mine.table, entry.rows)
-        conn.command(f"DROP TABLE IF EXISTS {qt(mine)} SYNC", what=f"drop the staging table of {target}")
+        record(conn, target, entry.token, "published", mine.table, entry.rows, cluster=cluster)
+        conn.command(f"DROP TABLE IF EXISTS {qt(mine)}{ddl} SYNC", what=f"drop the staging table of {target}")
         return True
     raise _blocked(entry, f"its staging table {target.schema}.{_staged_detail(entry)[0]} is gone")
 
@@ -312,12 +362,13 @@ def abandon(conn: ClickHouseConnection, target: TableRef, token: str) -> str:
         return f"{target}: no write {token!r} in the ledger"
     if entry.state in DONE:
         return f"{target}: write {token!r} is already {entry.state}"
-    record(conn, target, token, "abandoned", _staged_detail(entry)[0], entry.rows)
+    record(conn, target, token, "abandoned", _staged_detail(entry)[0], entry.rows, cluster=entry.cluster)
     tag = hashlib.sha256(token.encode()).hexdigest()[:12]
     like = f"{STAGE_PREFIX}{target.table[:40]}_{tag}_".replace("_", "\\_") + "%"
     dropped = [str(r[0]) for r in conn.query_rows(
         f"SELECT name FROM system.tables WHERE database = {lit(target.schema)} AND name LIKE {lit(like)}",
         what=f"list the staging tables of write {token} of {target}")]
     for name in dropped:
-        conn.command(f"DROP TABLE IF EXISTS {qt(TableRef(target.schema, name))} SYNC", what=f"drop staging table {name}")
+        conn.command(f"DROP TABLE IF EXISTS {qt(TableRef(target.schema, name))}{ddl_on_cluster(entry.cluster)} SYNC",
+                     what=f"drop staging table {name}")
     return f"{target}: abandoned write {token!r} ({entry.rows} staged rows, {len(dropped)} staging table(s) dropped)"

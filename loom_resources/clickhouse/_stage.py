@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from loom_resources.clickhouse._client import ClickHouseConnection
-from loom_resources.clickhouse._cluster import distributed_sql, insert_settings, on_cluster
+from loom_resources.clickhouse._cluster import distributed_sql, insert_settings, on_cluster, partition_on_cluster
 from loom_resources.clickhouse._discovery import ch_columns, stored_schema, table_engine
 from loom_resources.clickhouse._publish import marker, publish, staging_ref
 from loom_resources.clickhouse._sql import ch_columns as ddl_columns
@@ -76,16 +76,19 @@ class Stage:
         return "ENGINE = " + _DEDUP_WINDOW.sub("non_replicated_deduplication_window = 0", self.engine)
 
     def ensure_database(self) -> None:
-        self.res.command(f"CREATE DATABASE IF NOT EXISTS {qi(self.ref.schema)}", what=f"create database {self.ref.schema}")
+        """Create the table's database when missing (on every node of its cluster)."""
+        self.res.command(f"CREATE DATABASE IF NOT EXISTS {qi(self.ref.schema)}{on_cluster(self.spec)}",
+                         what=f"create database {self.ref.schema}")
 
     def add_columns(self, new_cols: Schema) -> None:
         if not new_cols:
             return
         have = {n for n, _ in ch_columns(self.res, self.ref)}
+        on = partition_on_cluster(self.spec.clickhouse.cluster or "", self.engine)  # a Replicated table replicates it
         for c in new_cols:
             if c.name not in have:
                 self.res.command(
-                    f"ALTER TABLE {qt(self.ref)} ADD COLUMN IF NOT EXISTS {qi(c.name)} {to_clickhouse(c)}",
+                    f"ALTER TABLE {qt(self.ref)}{on} ADD COLUMN IF NOT EXISTS {qi(c.name)} {to_clickhouse(c)}",
                     what=f"add column {c.name!r} to {self.table}",
                 )
 
@@ -94,7 +97,8 @@ class Stage:
         retry can tell whose it is)."""
         token = self.plan.app_id if self.plan is not None else None
         self.staging = staging_ref(self.ref, token)
-        comment = f" COMMENT {lit(marker(token))}" if token else ""
+        cluster = self.spec.clickhouse.cluster or ""
+        comment = f" COMMENT {lit(marker(token, cluster))}" if token or cluster else ""
         self.res.command(create_table_sql(self.staging, cols, self.engine_sql(), on_cluster(self.spec)) + comment,
                          what=f"create staging table for {self.table}")
         return self.staging
@@ -187,12 +191,13 @@ class Stage:
             self.add_columns(new_cols)
         run_filter = render(partition_predicate(values)) if values and mode is WriteMode.REPLACE_PARTITIONS else ""
         token = self.plan.app_id if self.plan is not None else None
-        if self.spec.clickhouse.cluster and table_engine(self.res, self.ref) is None:
-            # a new table exists on every node before the publication fills it
-            self.res.command(f"CREATE TABLE IF NOT EXISTS {qt(self.ref)}{on_cluster(self.spec)} AS {qt(self.staging)}",
-                             what=f"create table {self.table} on cluster {self.spec.clickhouse.cluster}")
+        # a new table is created on every node of its cluster by the publication itself: RENAME TABLE
+        # ... ON CLUSTER (overwrite) or CREATE TABLE ... ON CLUSTER AS the staging table (the other
+        # modes). Not before it: created AS the staging table, it would carry the staging table's
+        # comment, which an overwrite reads as "already swapped in" (and would publish nothing).
         self.publishing = token is not None
-        outcome = publish(self.res, self.ref, self.staging, mode, token, rows, run_filter)
+        outcome = publish(self.res, self.ref, self.staging, mode, token, rows, run_filter,
+                          self.spec.clickhouse.cluster or "")
         self.publishing = False  # a lost claim leaves this attempt's staging table to drop
         self.published_by_me = outcome.by_me
         dist = distributed_sql(self.spec)
