@@ -12,6 +12,7 @@ commit; :func:`with_retries` then reloads the table, finds the app transaction a
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Callable
@@ -41,12 +42,25 @@ COMMIT_ID_KEY = "loomCommitId"
 
 def committed_version(loc: DeltaLocation, read_version: int, commit_id: str) -> int:
     """The version whose commitInfo carries ``commit_id``: a commit made after ``read_version``
-    (delta-rs' own retries may have moved it past other writers' commits)."""
-    latest = loc.open()
-    assert latest is not None  # the commit just succeeded
-    for info in latest.history(max(1, latest.version() - read_version)):
-        if info.get(COMMIT_ID_KEY) == commit_id:
-            return int(info["version"])
+    (delta-rs' own retries may have moved it past other writers' commits).
+
+    Read from the commit files themselves, by hand: deltalake's ``history()`` labels its entries by
+    counting back from the version it loaded, so a commit that lands while it lists shifts every
+    label (seen with four concurrent writers: a writer's entry labelled with the version another
+    writer committed)."""
+    from loom_resources.delta._sweep import StoreFiles
+
+    files = StoreFiles(loc)
+    version = max(read_version + 1, 0)
+    while True:
+        try:
+            data = files.read(f"_delta_log/{version:020d}.json")
+        except OSError:  # no such version (yet): ours is not after read_version
+            break
+        for line in data.splitlines():
+            if b'"commitInfo"' in line and json.loads(line)["commitInfo"].get(COMMIT_ID_KEY) == commit_id:
+                return version
+        version += 1
     raise AssertionError(f"commit {commit_id} not found after version {read_version} of {loc.display_uri}")
 
 

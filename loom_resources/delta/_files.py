@@ -320,6 +320,7 @@ class ParquetFiles:
                 self.stats_only = set()
         adds = self.actions()
         commit_id = uuid.uuid4().hex
+        read_version = table.version() if table is not None else -1
         try:
             if table is None:
                 create_table_with_add_actions(
@@ -340,4 +341,4 @@ class ParquetFiles:
             raise
         self.committed = True
         # a creation is version 0 (put-if-absent, no retries); a later commit is looked up by its id
-        return 0 if table is None else committed_version(self.loc, table.version(), commit_id)
+        return 0 if table is None else committed_version(self.loc, read_version, commit_id)
