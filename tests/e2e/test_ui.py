@@ -193,6 +193,21 @@ def _stop_automation(srv: Server) -> None:
                 {"o": sensor["jobOriginId"], "s": sensor["sensorState"]["selectorId"]})
 
 
+def _scroll_to(locator: Any, attempts: int = 5) -> None:
+    """Scroll ``locator`` into view; the UI re-renders a page as its queries return, which can
+    detach the element between finding and scrolling it (seen under load), so find it again."""
+    from playwright.sync_api import Error as PlaywrightError
+
+    for attempt in range(attempts):
+        try:
+            locator.scroll_into_view_if_needed(timeout=30_000)
+            return
+        except PlaywrightError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(1)
+
+
 def _wait(pred: Callable[[], Any], timeout: float, what: str, srv: Server | None = None) -> Any:
     deadline = time.monotonic() + timeout
     last: Any = None
@@ -506,7 +521,7 @@ def test_ui_lineage_materialize_backfill_checks(server: Server, browser: Any, tm
     expect(page.get_by_text("Columns", exact=True).first).to_be_visible(timeout=60_000)
     expect(page.get_by_text("order_id", exact=True).first).to_be_visible(timeout=30_000)
     expect(page.get_by_text("loom/partition_columns").first).to_be_visible(timeout=30_000)
-    page.get_by_text("loom/partition_columns").first.scroll_into_view_if_needed()  # the metadata table in view
+    _scroll_to(page.get_by_text("loom/partition_columns").first)  # the metadata table in view
     page.wait_for_timeout(1000)
     assert "loom/binding" not in page.content()
     shot(page, tmp_path, "ui-metadata")
