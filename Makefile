@@ -37,7 +37,7 @@ instance: bytecode
 demo: instance
 	$(BIN)/python -m sample_platform.demo
 
-# A ClickHouse HTTP endpoint over one embedded engine (loom_resources/testing/ch_http.py; see
+# A ClickHouse HTTP endpoint over one embedded engine (loom_resources/testing/ch_http/; see
 # docs/clickhouse-server.md); then: LOOM_CLICKHOUSE_URL=http://default@127.0.0.1:8123/default make demo
 CLICKHOUSE_HTTP_PORT ?= 8123
 clickhouse-http: bytecode
