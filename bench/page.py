@@ -114,6 +114,24 @@ def targets(s: dict[str, dict[str, Any]], z: dict[str, Any]) -> list[dict[str, A
     if lo_ and ba:
         add(f"Load: {big} declared tables add <= 1 s over {big} bare assets", f"+{lo_ - ba:.2f} s ({lo_:.2f} vs {ba:.2f} s)",
             (lo_ - ba) <= 1.0)
+    # -- merge (issue 27)
+    if "merge" in z:
+        n = z["merge"]
+        ours, raw = _get(s, f"loom_merge_clustered@{n}"), _get(s, f"raw_merge_clustered@{n}")
+        om, rm = _get(s, f"loom_merge_clustered@{n}", "rss_mb"), _get(s, f"raw_merge_clustered@{n}", "rss_mb")
+        if ours and raw and om and rm:
+            add("Merge, clustered changes: <= 0.5x raw `DeltaTable.merge`'s time", f"{ours / raw:.2f}x ({ours:.2f} s vs "
+                f"{raw:.2f} s)", ours / raw <= 0.5, "the Loom time is a whole `dagster.materialize()`")
+            add("Merge, clustered changes: peak RSS <= raw's", f"{om / rm:.2f}x ({om:,.0f} vs {rm:,.0f} MB)", om <= rm)
+        for kind, label in (("random", "random keys"), ("partitioned", "3 of 30 days, day predicate")):
+            ours, raw = _get(s, f"loom_merge_{kind}@{n}"), _get(s, f"raw_merge_{kind}@{n}")
+            if ours and raw:
+                add(f"Merge, {label}: <= 1.0x raw", f"{ours / raw:.2f}x ({ours:.2f} s vs {raw:.2f} s)", ours / raw <= 1.0,
+                    "the Loom time is a whole `dagster.materialize()`")
+        ours, raw = _get(s, f"loom_history_scd2@{n}"), _get(s, f"raw_merge_clustered@{n}")
+        if ours and raw:
+            add("History (SCD2), clustered changes, vs raw merge of the same changes (no target)",
+                f"{ours / raw:.2f}x ({ours:.2f} s vs {raw:.2f} s)", None)
     return t
 
 

@@ -87,6 +87,8 @@ def sizes(mode: str) -> dict[str, Any]:
         # quick leaves out `make demo` (about 20 s whatever the size: that is what `make demo` is for)
         "load": {"full": (20, 200, 1000), "quick": (200,), "tiny": (20,)}[mode],
         "demo": {"full": (100_000, 1_000_000), "quick": (), "tiny": (200,)}[mode],
+        # -- merge (issue 27): the Delta merge target's rows (the change set is 1/20 of it)
+        "merge": 20_000_000 // div,
     }
 
 
@@ -143,6 +145,21 @@ def plan(mode: str, official: bool) -> tuple[list[Case], list[Case]]:
         add("6 load time", "**Loom** declared tables", "ours", "bench.cases", "load_loom", n)
     for n in s["demo"]:
         add("7 make demo", f"`make demo`, {n:,} orders/day", "ours", "demo", str(n), n)
+    # -- merge (issue 27)
+    n = s["merge"]
+    tgt = Case("8 Delta merge", f"merge_targets@{n}", "merge targets written by Loom (set-up)", "setup",
+               "bench.cases_merge", "merge_targets", n)
+    setup.append(tgt)
+    for kind, what in (("clustered", "clustered changes (recent ids), unpartitioned"),
+                       ("random", "random keys, unpartitioned"), ("partitioned", "3 of 30 days, partitioned by day")):
+        add("8 Delta merge", f"raw `DeltaTable.merge`, {what}", "raw", "bench.cases_merge", f"raw_merge_{kind}", n,
+            shared=tgt.key)
+        add("8 Delta merge", f"**Loom** `merge` mode, {what}", "ours", "bench.cases_merge", f"loom_merge_{kind}", n,
+            shared=tgt.key)
+    add("8 Delta merge", "raw `DeltaTable.merge(streamed_exec=False)`, clustered (reference)", "raw", "bench.cases_merge",
+        "raw_merge_clustered_nostream", n, shared=tgt.key)
+    add("8 Delta merge", "**Loom** `history` (SCD2, change log), clustered changes", "ours", "bench.cases_merge",
+        "loom_history_scd2", n, shared=tgt.key)
     return setup, cases
 
 
@@ -200,6 +217,7 @@ class Runner:
         env.update(LOOM_HOME=os.path.join(wd, "loom"), DAGSTER_HOME=os.path.join(wd, "dagster"), TMPDIR=os.path.join(wd, "tmp"))
         if case.shared:
             env["LOOM_CLICKHOUSE_URL"] = f"chdb://{self.shared[case.shared]}"
+            env["LOOM_BENCH_SHARED"] = self.shared[case.shared]  # set-up files other than ClickHouse's (merge)
         elif case.module == "bench.cases" and case.name == "ch_source":
             env["LOOM_CLICKHOUSE_URL"] = f"chdb://{os.path.join(wd, 'clickhouse')}"
         env.update(case.env)
@@ -234,7 +252,7 @@ class Runner:
         if result.get("traceback"):
             run.extra["traceback"] = result["traceback"]
         for t in result.get("tables", []):
-            req = {k: v for k, v in t.items() if k != "rows"}
+            req = {k: v for k, v in t.items() if k not in ("rows", "expect")}
             req["ids"] = t.get("kind") != "stores"
             got = self.verifier.ask(req)
             got["expected_rows"] = t.get("rows")
@@ -266,6 +284,8 @@ def _read_back_ok(case: Case, t: dict[str, Any], got: dict[str, Any]) -> bool:
         tables = got.get("tables", {})
         orders = tables.get("delta:raw.orders", 0)
         return bool(tables) and orders > 0 and orders % case.rows == 0 and all(v >= 0 for v in tables.values())
+    if t.get("expect"):  # a table whose ids are not 0..N-1 once each (SCD2: versions of one id)
+        return all(got.get(k) == v for k, v in t["expect"].items())
     n = int(t.get("rows") or 0)
     if got.get("count") != n:
         return False
