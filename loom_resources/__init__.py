@@ -39,6 +39,7 @@ from loom_resources.dtypes import (
 )
 from loom_resources.errors import (
     BackendUnavailableError,
+    ChangeSetTooLargeError,
     DataValidationError,
     LoomError,
     PredicateError,
@@ -84,7 +85,8 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "Capabilities", "ClickHouseResource", "DeltaResource", "InMemoryTables", "LoomIOManager", "StoreFullError", "TableNotFoundError",
-    "Backend", "BackendUnavailableError", "Binary", "Boolean", "Categorical", "ClickHouseTableOptions",
+    "Backend", "BackendUnavailableError", "Binary", "Boolean", "Categorical", "ChangeSetTooLargeError",
+    "ClickHouseTableOptions",
     "ColumnSchema", "DataType", "DataValidationError", "Date", "Datetime", "Decimal", "Duration", "Enum",
     "Field", "Float32", "Float64", "HistoryOptions", "Int8", "Int16", "Int32", "Int64", "List", "LoomError",
     "Null", "PolarsSQLExecutor", "Predicate", "PredicateError", "RunParams", "SQLExecutor", "SchemaMismatchError",

@@ -68,5 +68,10 @@ class TableNotFoundError(BackendUnavailableError):
         super().__init__(f"table {table} does not exist{location}")
 
 
+class ChangeSetTooLargeError(LoomError):
+    """A merge's (or history's) change set is larger than the configured memory limit; it was
+    refused before anything was written (the message names the table and the setting)."""
+
+
 class StoreFullError(LoomError):
     """A store ran out of disk (or quota) during a write; nothing was published."""

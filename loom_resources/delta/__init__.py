@@ -115,6 +115,13 @@ class DeltaResource(ConfigurableResource):
             "delta-rs' writer."
         ),
     )
+    merge_max_change_set_mb: int = Field(
+        default=512, ge=0,
+        description=(
+            "A merge or history write refuses (before writing anything) a change set larger than this many MiB in "
+            "memory: the change set is held whole and delta-rs' merge needs about 3-4x it at the peak. 0: no limit."
+        ),
+    )
     audit_columns: bool = Field(
         default=False, description="Add the _loom_* audit columns to every table (OR-ed with each table's own setting)."
     )
@@ -160,7 +167,8 @@ class DeltaResource(ConfigurableResource):
 
         uri = self.table_uri(ref)
         return DeltaLocation(uri, display_uri(uri), dict(self.storage_options), self.max_commit_retries,
-                             self.checkpoint_interval, polars_files=self.parquet_writer == "polars")
+                             self.checkpoint_interval, polars_files=self.parquet_writer == "polars",
+                             merge_max_change_set_bytes=self.merge_max_change_set_mb * 2**20)
 
     def _open(self, ref: TableRef | str, version: int | None = None) -> DeltaTable | None:
         loc = self._location(ref)

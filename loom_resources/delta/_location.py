@@ -48,6 +48,8 @@ class DeltaLocation:
     #: Appends, overwrites and partition replaces write their Parquet files with Polars
     #: (``loom_resources.delta._files``) when the write allows it.
     polars_files: bool = False
+    #: A merge or history write refuses a change set larger than this in memory (0: no limit).
+    merge_max_change_set_bytes: int = 0
 
     def creation_config(self, stats_columns: str | None = None) -> dict[str, str | None] | None:
         """The table properties of a table this location creates (``None``: delta-rs' defaults).

@@ -69,7 +69,7 @@ from loom_resources import dtypes as t
 from loom_resources.dtypes import DataType
 from loom_resources.partitions import FILE_ROWS
 
-__all__ = ["STATS_COLUMNS_PROPERTY", "STRING_PREFIX", "file_stats", "partition_counts", "stats_columns",
+__all__ = ["STATS_COLUMNS_PROPERTY", "STRING_PREFIX", "file_bounds", "file_stats", "partition_counts", "stats_columns",
            "string_max_bound"]
 
 #: The table property naming the columns whose statistics writers collect and readers use.
@@ -225,5 +225,26 @@ def partition_counts(table: DeltaTable, columns: Sequence[str]) -> pl.DataFrame 
     frame = actions.select(pl.col(f"partition.{c}").alias(c) for c in columns).with_columns(
         actions["num_records"].alias(FILE_ROWS))
     if frame[FILE_ROWS].null_count():
+        return None
+    return frame
+
+
+def file_bounds(table: DeltaTable, column: str) -> pl.DataFrame | None:
+    """Each data file's ``min`` and ``max`` of ``column`` from the snapshot's add actions, for
+    files holding a non-null value of it (a file of nulls only cannot match a key).
+
+    ``None`` when any file holding non-null values has no bounds for the column (a foreign
+    writer without statistics, a column outside ``delta.dataSkippingStatsColumns``, a partition
+    column): the caller must then assume a file may hold any value.
+    """
+    actions = pl.DataFrame(table.get_add_actions(flatten=True))
+    lo, hi, nulls = f"min.{column}", f"max.{column}", f"null_count.{column}"
+    if actions.height == 0:
+        return pl.DataFrame({"min": [], "max": []})
+    if lo not in actions.columns or hi not in actions.columns:
+        return None
+    only_nulls = (actions[nulls] == actions["num_records"]) if nulls in actions.columns else pl.Series([False] * actions.height)
+    frame = pl.DataFrame({"min": actions[lo], "max": actions[hi]}).filter(~only_nulls.fill_null(False))
+    if frame["min"].null_count() or frame["max"].null_count():
         return None
     return frame
