@@ -22,7 +22,6 @@ from deltalake import DeltaTable
 from deltalake.transaction import AddAction
 
 from loom_resources.delta import DeltaResource
-from loom_resources.delta._merge import MAX_KEY_RANGES, _covered
 from loom_resources.dtypes import ColumnSchema as C
 from loom_resources.errors import ChangeSetTooLargeError
 from loom_resources.model import RunParams, TargetSpec
@@ -162,6 +161,8 @@ def test_rerun_of_the_same_change_set_changes_nothing(delta: DeltaResource) -> N
 
 
 def test_covered_ranges_are_capped_by_joining_the_closest() -> None:
+    from loom_resources.delta._merge import MAX_KEY_RANGES, _covered
+
     values = pl.Series(list(range(0, 10_000, 10)), dtype=pl.Int64)  # 1000 keys
     bounds = pl.DataFrame({"min": [i * 100 for i in range(100)], "max": [i * 100 + 5 for i in range(100)]})
     ranges = _covered(values, bounds)
@@ -190,3 +191,18 @@ def test_change_set_over_the_limit_is_refused_before_writing(tmp_path: Path, laz
     # under the limit (or without one) the same merge goes through
     DeltaResource(root=str(tmp_path), merge_max_change_set_mb=0).write(big, merge_spec(ref), RunParams())
     assert pl.read_delta(delta.table_uri(ref)).height == n + 2 * FILE_ROWS - 2 * FILE_ROWS  # ids 0..1999 updated
+
+
+def test_history_change_set_over_the_limit_is_refused_before_writing(tmp_path: Path) -> None:
+    from loom_resources.model import HistoryOptions
+
+    delta = DeltaResource(root=str(tmp_path), merge_max_change_set_mb=1)
+    ref = f"s_{uuid.uuid4().hex[:6]}.h"
+    s = TargetSpec(ref, "delta", COLS, mode="history", merge_keys=("id",), history=HistoryOptions(input="changelog"))
+    delta.write(rows(range(10)).with_columns(op=pl.lit("upsert")), s, RunParams(values={"effective_date": D0}))
+    before, v = read(delta, ref), DeltaTable(delta.table_uri(ref)).version()
+    big = rows(range(100_000)).with_columns(op=pl.lit("upsert")).lazy()
+    with pytest.raises(ChangeSetTooLargeError, match=rf"table {ref}:.*nothing was written"):
+        delta.write(big, s, RunParams(values={"effective_date": D0 + dt.timedelta(days=1)}))
+    assert DeltaTable(delta.table_uri(ref)).version() == v
+    assert read(delta, ref).equals(before)

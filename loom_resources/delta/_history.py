@@ -58,8 +58,12 @@ def write_history(
     """Apply a snapshot or change log at the effective time in one commit."""
     h = spec.history
     assert h is not None
-    # History compares the whole incoming state with the current versions, so it is eager.
-    df = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
+    # History compares the whole incoming state with the current versions, so it is eager; a
+    # change set over the memory limit is refused before anything is read or written
+    from loom_resources.delta._merge import collect_change_set
+
+    df = collect_change_set(frame, table=str(spec.ref), limit_bytes=loc.merge_max_change_set_bytes,
+                            setting="DeltaResource.merge_max_change_set_mb")
     upserts, deletes = _split_changelog(df, spec)
     w = prepare_write(upserts, spec, params, write_ctx, loc, requested_streaming=False, resource_audit=resource_audit)
     spec = w.spec

@@ -75,9 +75,9 @@ def _too_large(table: str, rows: int, size: int, limit: int, setting: str, *, co
     mib = 2**20
     count = f"{rows:,} rows, {size / mib:,.0f} MiB" if complete else f"more than {rows:,} rows, over {size / mib:,.0f} MiB"
     return ChangeSetTooLargeError(
-        f"table {table}: the merge's change set ({count} in memory) is larger than {setting} = {limit / mib:,.0f} MiB; "
-        f"nothing was written. A merge holds its whole change set in memory (its keys are checked for duplicates, "
-        f"and delta-rs joins the table with it), about 3-4x its size at the peak. Split the change set into smaller "
+        f"table {table}: the change set ({count} in memory) is larger than {setting} = {limit / mib:,.0f} MiB; "
+        f"nothing was written. A merge or history write holds its whole change set in memory (its keys are checked "
+        f"for duplicates, and the table is joined with it), about 3-4x its size at the peak. Split the change set into smaller "
         f"runs (a partitioned asset merges one partition's changes per run; or merge a key range per run), or raise "
         f"{setting} if the machine has the memory."
     )
