@@ -129,7 +129,7 @@ def merge_targets(n: int, wd: str) -> dict[str, Any]:
 
     root = os.path.join(wd, "clickhouse", "merge")
     os.makedirs(root, exist_ok=True)
-    res = DeltaResource(root=root)
+    res = DeltaResource(root=root, merge_max_change_set_mb=0)  # the history set-up writes N rows at once
     cols = (C("id", "int64", False), C("day", "date", False), C("amount", "float64"), C("sku", "string"))
     t0 = time.perf_counter()
     df = eager_frame(n)
@@ -252,10 +252,135 @@ CASES = {f.__name__: f for f in (
 
 # -- the change set larger than memory (standalone) ---------------------------------------------
 
+LARGE_MD = Path(__file__).resolve().parent / "results" / "merge_large.md"
+
+
+def _lazy_changes(n: int, c: int) -> Any:
+    """``c`` clustered changes for an ``n``-row target as a LazyFrame the streaming engine
+    produces batch by batch (never whole): ids ``n - c/2 .. n + c/2 - 1``."""
+    import polars as pl
+
+    from bench.workload import BLOCK
+
+    start = n - c // 2
+    outer = pl.LazyFrame({"a": pl.int_range(0, max(1, -(-c // BLOCK)), eager=True, dtype=pl.Int64)})
+    inner = pl.LazyFrame({"b": pl.int_range(0, BLOCK, eager=True, dtype=pl.Int64)})
+    ids = pl.col("a") * BLOCK + pl.col("b")
+    return outer.join(inner, how="cross").filter(ids < c).select(_rows(pl.lit(start) + ids, amount_bump=1.0))
+
+
+def large_target(n: int, wd: str) -> dict[str, Any]:
+    """Set-up of the large case: an ``n``-row unpartitioned table written by Loom's streaming
+    Delta writer (files of ~64 MiB, ids increasing)."""
+    from bench.workload import lazy_frame
+    from loom_resources import ColumnSchema as C
+    from loom_resources import DeltaResource, RunParams
+    from loom_resources.model import TargetSpec
+
+    cols = (C("id", "int64", False), C("day", "date", False), C("amount", "float64"), C("sku", "string"))
+    t0 = time.perf_counter()
+    DeltaResource().write(lazy_frame(n), TargetSpec("m.t", "delta", cols, mode="overwrite"), RunParams(), streaming=True)
+    return {"seconds": time.perf_counter() - t0, "tables": [_delta_table(os.path.join(_delta_root(), "m", "t"), n)]}
+
+
+def large_merge(n: int, wd: str) -> dict[str, Any]:
+    """The measured step: ``dagster.materialize`` of a ``merge`` table whose body returns
+    ``LOOM_LARGE_CHANGES`` clustered changes as a LazyFrame."""
+    from loom_assets import Table
+
+    c = int(os.environ["LOOM_LARGE_CHANGES"])
+    lf = _lazy_changes(n, c)
+    tables = [Table("m.t", backend="delta", columns=_columns(), mode="merge", merge_keys=("id",),
+                    transform=lambda context: lf)]
+    loom = Loom(tables)
+    limit = os.environ.get("LOOM_LARGE_LIMIT_MB")
+    if limit is not None:
+        from loom_assets import build_definitions
+        from loom_resources import DeltaResource, LoomIOManager
+
+        io = loom.defs.resources["io_manager"]  # type: ignore[index]
+        loom.defs = build_definitions(tables, resources={"io_manager": LoomIOManager(
+            delta=DeltaResource(merge_max_change_set_mb=int(limit)), clickhouse=io.clickhouse)})
+    seconds, error = loom.run()
+    return run_outcome(seconds, error, [])
+
 
 def large_main(argv: list[str]) -> int:
-    """Placeholder: filled in below."""
-    raise NotImplementedError
+    """``python -m bench.cases_merge large [--target N] [--changes M] [--limit-mb MB] [--tmp DIR]``:
+    M changes (default 50M) merged into an N-row table (default 200M) in one materialization, the
+    resource at its default ``merge_max_change_set_mb`` unless ``--limit-mb`` is given. Set-up and
+    merge run in processes of their own; the merge's peak RSS is the kernel's figure
+    (``os.wait4``); the table is read back afterwards (version, count, sum of ids) to show whether
+    it was left exactly as it was. Writes ``bench/results/merge_large.md``."""
+    import argparse
+
+    from bench.run_all import Verifier, _clean_env, machine
+
+    ap = argparse.ArgumentParser(description=large_main.__doc__)
+    ap.add_argument("--target", type=int, default=200_000_000)
+    ap.add_argument("--changes", type=int, default=50_000_000)
+    ap.add_argument("--limit-mb", type=int, help="DeltaResource.merge_max_change_set_mb (default: the resource's)")
+    ap.add_argument("--tmp", help="working directory (default: the system temp dir)")
+    ap.add_argument("--keep", action="store_true")
+    args = ap.parse_args(argv)
+    import tempfile
+
+    wd = tempfile.mkdtemp(prefix="merge-large-", dir=args.tmp)
+    env = _clean_env()
+    env.update(LOOM_HOME=os.path.join(wd, "loom"), DAGSTER_HOME=os.path.join(wd, "dagster"),
+               LOOM_LARGE_CHANGES=str(args.changes))
+    os.makedirs(env["DAGSTER_HOME"])
+    if args.limit_mb is not None:
+        env["LOOM_LARGE_LIMIT_MB"] = str(args.limit_mb)
+    root = Path(__file__).resolve().parents[1]
+    uri = os.path.join(wd, "loom", "delta", "m", "t")
+    verifier = Verifier()
+    out: dict[str, Any] = {"target": args.target, "changes": args.changes, "limit_mb": args.limit_mb,
+                           "machine": machine(), "load_start": os.getloadavg()[0]}
+    try:
+        for step in ("large_target", "large_merge"):
+            res_path = os.path.join(wd, f"{step}.json")
+            t0 = time.perf_counter()
+            with open(os.path.join(wd, f"{step}.log"), "w") as log:
+                proc = subprocess.Popen([sys.executable, "-m", "bench.cases_merge", step, str(args.target), wd, res_path],
+                                        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+                _, status, usage = os.wait4(proc.pid, 0)
+            result = json.loads(Path(res_path).read_text()) if os.path.exists(res_path) else {"status": "no result"}
+            out[step] = {"wall_s": round(time.perf_counter() - t0, 1), "peak_rss_mb": round(usage.ru_maxrss / 1024),
+                         "exit": os.waitstatus_to_exitcode(status), "status": result.get("status"),
+                         "seconds": result.get("seconds"), "error": (result.get("error") or "")[:1200]}
+            out[step]["read_back"] = verifier.ask({"kind": "delta", "uri": uri, "ids": True})
+            print(step, json.dumps(out[step], default=str), flush=True)
+    finally:
+        verifier.close()
+        if not args.keep:
+            shutil.rmtree(wd, ignore_errors=True)
+    out["load_end"] = os.getloadavg()[0]
+    before, after = out["large_target"]["read_back"], out["large_merge"]["read_back"]
+    unchanged = all(before.get(k) == after.get(k) for k in ("version", "count", "sum"))
+    m = out["large_merge"]
+    lines = [
+        "# Merge: a change set larger than memory", "",
+        f"`python -m bench.cases_merge large --target {args.target} --changes {args.changes}"
+        + (f" --limit-mb {args.limit_mb}" if args.limit_mb is not None else "") + "` on "
+        f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; {out['machine']['cores']} cores, {out['machine']['memory_gib']} GiB; "
+        f"load average {out['load_start']:.2f} at start, {out['load_end']:.2f} at end.", "",
+        f"- set-up: {args.target:,}-row table written by Loom's streaming writer in {out['large_target']['wall_s']} s "
+        f"(peak RSS {out['large_target']['peak_rss_mb']} MB); read back {before.get('count')} rows, version {before.get('version')}.",
+        f"- merge of {args.changes:,} clustered changes (a LazyFrame) in one `dagster.materialize`: status "
+        f"**{m['status']}**, {m['seconds'] or 0:.1f} s, peak RSS **{m['peak_rss_mb']} MB** (whole process, `os.wait4`).",
+        f"- error: `{' '.join(m['error'].split())}`" if m["error"] else "- no error",
+        f"- table afterwards: {after.get('count')} rows, version {after.get('version')} — "
+        + ("**unchanged** (version, count and sum of ids as before)" if unchanged else "changed by the merge"), "",
+    ]
+    LARGE_MD.parent.mkdir(parents=True, exist_ok=True)
+    LARGE_MD.write_text("\n".join(lines))
+    LARGE_MD.with_suffix(".json").write_text(json.dumps(out, indent=1, default=str))
+    print("\n".join(lines))
+    return 0
+
+
+CASES.update(large_target=large_target, large_merge=large_merge)
 
 
 if __name__ == "__main__":
