@@ -56,7 +56,7 @@ def collect_change_set(frame: pl.LazyFrame | pl.DataFrame, *, table: str, limit_
     """
     if isinstance(frame, pl.DataFrame):
         if 0 < limit_bytes < frame.estimated_size():
-            raise _too_large(table, frame.height, frame.estimated_size(), limit_bytes, setting, complete=True)
+            raise _too_large(table, frame.height, int(frame.estimated_size()), limit_bytes, setting, complete=True)
         return frame
     if limit_bytes <= 0:
         return frame.collect()
@@ -64,7 +64,7 @@ def collect_change_set(frame: pl.LazyFrame | pl.DataFrame, *, table: str, limit_
     size = rows = 0
     for batch in frame.collect_batches(engine="streaming"):
         held.append(batch)
-        size += batch.estimated_size()
+        size += int(batch.estimated_size())
         rows += batch.height
         if size > limit_bytes:
             raise _too_large(table, rows, size, limit_bytes, setting, complete=False)
