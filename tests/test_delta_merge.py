@@ -206,3 +206,46 @@ def test_history_change_set_over_the_limit_is_refused_before_writing(tmp_path: P
         delta.write(big, s, RunParams(values={"effective_date": D0 + dt.timedelta(days=1)}))
     assert DeltaTable(delta.table_uri(ref)).version() == v
     assert read(delta, ref).equals(before)
+
+
+# -- history (SCD2) with a change log: only the files that can hold its keys ---------------------
+
+
+def test_history_change_log_rewrites_only_files_holding_its_keys(delta: DeltaResource) -> None:
+    from loom_resources.model import HistoryOptions
+
+    ref = f"s_{uuid.uuid4().hex[:6]}.h"
+    s = TargetSpec(ref, "delta", COLS, mode="history", merge_keys=("id",), history=HistoryOptions(input="changelog"))
+
+    def log(ids: range | list[int], day: int, bump: float = 0.0, deleted: tuple[int, ...] = ()) -> None:
+        frame = rows(ids, bump).with_columns(op=pl.lit("upsert"))
+        if deleted:
+            frame = pl.concat([frame, rows(list(deleted)).with_columns(op=pl.lit("delete"))])
+        delta.write(frame, s, RunParams(values={"effective_date": D0 + dt.timedelta(days=day)}))
+
+    log(range(100), 0)  # creates the table: ids 0..99 current since D0
+    uri = delta.table_uri(ref)
+    first = pl.read_delta(uri)
+    for k in range(1, 4):  # three more files of current versions (ids 100..399), appended as they are
+        more = rows(range(k * 100, (k + 1) * 100)).join(first.drop("id", "day", "amount").head(1), how="cross")
+        more.select(first.columns).write_delta(uri, mode="append")
+    assert len(DeltaTable(uri).file_uris()) == 4
+    files_before = len(DeltaTable(uri).file_uris())
+    before = pl.read_delta(uri)
+    # day 4: ids 390..399 change, 400..404 are new, 395 is deleted
+    log(list(range(390, 395)) + list(range(396, 400)) + list(range(400, 405)), 4, bump=1.0, deleted=(395,))
+    m = dict(DeltaTable(uri).history(1)[0]["operationMetrics"])
+    assert m["num_removed_files"] == 1  # only the last day's file held current versions of the keys
+    assert len(DeltaTable(uri).file_uris()) == files_before - m["num_removed_files"] + m["num_added_files"]
+    out = pl.read_delta(uri)
+    t4 = dt.datetime(2024, 1, 5)
+    assert before.filter(pl.col("is_current")).height == 400
+    cur = out.filter(pl.col("is_current")).sort("id")
+    # every untouched key keeps its one current version, unchanged
+    untouched = before.filter(pl.col("is_current") & ~pl.col("id").is_between(390, 404)).sort("id")
+    assert cur.filter(~pl.col("id").is_between(390, 404)).equals(untouched)
+    assert cur.filter(pl.col("id").is_between(390, 404))["id"].to_list() == [*range(390, 395), *range(396, 405)]
+    assert cur.filter(pl.col("id").is_between(390, 404))["valid_from"].unique().to_list() == [t4]
+    closed = out.filter(pl.col("valid_to") == t4).sort("id")
+    assert closed["id"].to_list() == list(range(390, 400))  # 395 deleted: closed, no new version
+    assert out.height == before.height + 9 + 5  # new versions of 9 keys, 5 new keys; 395 only closed

@@ -1,7 +1,7 @@
 """The ``history`` (SCD2) write mode for Delta tables.
 
-One write is one commit: the current versions and the versions opened or closed at the effective
-time are read, recomputed in Polars and written back with an overwrite predicate covering exactly
+One write is one commit: the current versions (of a change log's keys only: the files that can
+hold them, by their key statistics) and the versions opened or closed at the effective time are read, recomputed in Polars and written back with an overwrite predicate covering exactly
 those rows (``is_current OR valid_to = T OR valid_from = T``). Older history is never rewritten.
 Re-running the same effective time first undoes that time's changes (drops versions opened at T,
 reopens versions closed at T), so it replaces them instead of stacking new versions.
@@ -18,11 +18,12 @@ from loom_resources.conform import check_unique_keys
 from loom_resources.delta._batches import as_arrow, storable_exprs
 from loom_resources.delta._commit import render, with_retries
 from loom_resources.delta._location import DeltaLocation
+from loom_resources.delta._merge import collect_change_set, key_ranges
 from loom_resources.delta._write import DeltaWrite, Outcome, prepare_write
 from loom_resources.errors import DataValidationError, LoomError, SchemaMismatchError
 from loom_resources.model import RunParams, TargetSpec, WriteContext
 from loom_resources.polars_types import to_expr
-from loom_resources.predicates import Compare, Or
+from loom_resources.predicates import And, Compare, Or, Predicate
 
 __all__ = ["write_history"]
 
@@ -60,8 +61,6 @@ def write_history(
     assert h is not None
     # History compares the whole incoming state with the current versions, so it is eager; a
     # change set over the memory limit is refused before anything is read or written
-    from loom_resources.delta._merge import collect_change_set
-
     df = collect_change_set(frame, table=str(spec.ref), limit_bytes=loc.merge_max_change_set_bytes,
                             setting="DeltaResource.merge_max_change_set_mb")
     upserts, deletes = _split_changelog(df, spec)
@@ -92,7 +91,16 @@ def write_history(
         out = opened(up)
         predicate = None
     else:
-        affected_pred = Or((Compare(cur, "=", True), Compare(vt, "=", when), Compare(vf, "=", when)))
+        current_pred: Predicate = Compare(cur, "=", True)
+        if deletes is not None:
+            # a change log touches only its own keys: the current versions of other keys stay as
+            # they are, so only the files that can hold its keys are read and rewritten (the
+            # ranges hold every logged key that has a version in the table: see _merge.key_ranges)
+            assert w.table is not None
+            ranges = key_ranges(w.table, pl.concat([up.select(keys), deletes]), tuple(keys))
+            if ranges is not None:
+                current_pred = And((current_pred, ranges))
+        affected_pred = Or((current_pred, Compare(vt, "=", when), Compare(vf, "=", when)))
         scan = pl.scan_delta(loc.uri, storage_options=loc.storage_options or None)
         latest = scan.select(pl.col(vf).max(), pl.col(vt).max()).collect().row(0)
         if any(x is not None and x > when for x in latest):
