@@ -46,7 +46,7 @@ def test_every_case_ran_and_every_table_reads_back(tiny_run: tuple[Path, dict[st
     assert set(summary) == {c.key for c in cases}
     groups = {c.group for c in cases}
     assert groups == {"1 Delta eager", "2 Delta streaming", "3 ClickHouse write", "4 ClickHouse to Delta",
-                      "5 30-day range", "6 load time"}
+                      "5 30-day range", "6 load time", "8 Delta merge"}
     for key, row in summary.items():
         case = row["case"]
         assert row["status"] == "ok", (key, row.get("error"))
@@ -57,6 +57,14 @@ def test_every_case_ran_and_every_table_reads_back(tiny_run: tuple[Path, dict[st
             assert back["ok"], (key, back)
         if case["group"] in ("6 load time",) or case["name"].startswith("dagster_noop"):
             assert runs[0]["read_back"] == []
+        elif case["group"] == "8 Delta merge":  # -- merge (issue 27): the target's ids plus the inserted ones
+            from bench.cases_merge import n_changes
+
+            (back,) = runs[0]["read_back"]
+            n, c = case["rows"], n_changes(case["rows"])
+            merged = n + c - c // 2
+            # history keeps the closed version of each updated id as a row of its own
+            assert (back["count"], back["distinct"]) == (n + c if "history" in case["name"] else merged, merged), key
         elif case["module"] == "demo":
             tables = runs[0]["read_back"][0]["tables"]
             assert tables["delta:raw.orders"] > 0 and tables["delta:raw.orders"] % case["rows"] == 0

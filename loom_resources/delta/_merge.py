@@ -78,7 +78,7 @@ def _too_large(table: str, rows: int, size: int, limit: int, setting: str, *, co
     return ChangeSetTooLargeError(
         f"table {table}: the change set ({count} in memory) is larger than {setting} = {limit / mib:,.0f} MiB; "
         f"nothing was written. A merge or history write holds its whole change set in memory (its keys are checked "
-        f"for duplicates, and the table is joined with it), about 3-4x its size at the peak. Split the change set into smaller "
+        f"for duplicates, and the table is joined with it), and the merge needs several times its size at the peak. Split the change set into smaller "
         f"runs (a partitioned asset merges one partition's changes per run; or merge a key range per run), or raise "
         f"{setting} if the machine has the memory."
     )
