@@ -1,8 +1,11 @@
 """The ``history`` (SCD2) write mode for Delta tables.
 
-One write is one commit: the current versions (of a change log's keys only: the files that can
-hold them, by their key statistics) and the versions opened or closed at the effective time are read, recomputed in Polars and written back with an overwrite predicate covering exactly
+One write is one commit: the current versions and the versions opened or closed at the effective
+time are read, recomputed in Polars and written back with an overwrite predicate covering exactly
 those rows (``is_current OR valid_to = T OR valid_from = T``). Older history is never rewritten.
+A change log narrows the current versions to its keys' ranges in the files that can hold them
+(``_merge.key_ranges``): the other keys' versions cannot change, so they are neither read nor
+rewritten.
 Re-running the same effective time first undoes that time's changes (drops versions opened at T,
 reopens versions closed at T), so it replaces them instead of stacking new versions.
 """
