@@ -283,7 +283,8 @@ class DeltaResource(ConfigurableResource):
         """Write ``frame`` to the table by ``spec.mode`` in one Delta commit.
 
         A LazyFrame with ``streaming=True`` (or ``spec.streaming=True``) is written in bounded
-        memory; otherwise the frame is written eagerly. Merge and history collect the frame.
+        memory; otherwise the frame is written eagerly. Merge and history collect the frame (refused
+        with ``ChangeSetTooLargeError`` beyond ``merge_max_change_set_mb``, before anything is written).
 
         Raises:
             SchemaMismatchError / DataValidationError / PredicateError / UnsupportedTypeError:
