@@ -130,12 +130,12 @@ def _load_cli(template: str, n: int, wd: str, *, loom: bool) -> dict[str, Any]:
 
     Loom keeps what sqlglot found in each SQL body across loads (:mod:`loom_assets.sql_cache`), as
     every load after a project's first does: the cache lives next to this run's working
-    directories (shared by the rounds of one benchmark run, never the user's own), and when it is
-    empty one untimed load fills it first, reported as ``cold_seconds``."""
+    directories, one per size (shared by the rounds of one benchmark run, never the user's own),
+    and when it is empty one untimed load fills it first, reported as ``cold_seconds``."""
     path = Path(wd) / "location.py"
     path.write_text(template.format(n=n))
     env = dict(os.environ)
-    env["LOOM_CACHE_DIR"] = str(Path(wd).parent / "loom-cache")
+    env["LOOM_CACHE_DIR"] = str(Path(wd).parent / f"loom-cache-{n}")
     extra: dict[str, Any] = {}
     if loom and not any(Path(env["LOOM_CACHE_DIR"]).glob("*.json")):
         extra["cold_seconds"], extra["cold_cpu_seconds"], proc = _validate(path, env)
