@@ -11,7 +11,7 @@ type checker and get a stand-in at run time::
 Why by hand: the standard library's ``importlib.util.LazyLoader`` is not thread-safe on Python
 3.11 (two threads touching the module first can see it half-initialized; fixed in 3.12), and
 a code server evaluates definitions in threads. Here the first attribute access runs a normal
-``import`` (which holds the import lock) and keeps what it found.
+``import`` (which holds the import lock); attributes are then read from the module itself.
 """
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ class _LazyModule:
         return module
 
     def __getattr__(self, attr: str) -> Any:  # only called for names not found on the stand-in
-        value = getattr(self._load(), attr)
-        object.__setattr__(self, attr, value)  # later reads are plain attribute lookups
-        return value
+        # read from the module every time (not cached here), so a test that patches the module
+        # sees its patch through the stand-in too; the cost is a call per access
+        return getattr(self._load(), attr)
 
     def __repr__(self) -> str:
         return f"<lazy module {object.__getattribute__(self, '_name')!r}>"

@@ -34,6 +34,8 @@ def test_the_module_is_imported_on_first_attribute_access(slow_module: str) -> N
     assert mod.DONE == "imported"
     assert slow_module in sys.modules
     assert mod.DONE is sys.modules[slow_module].DONE
+    sys.modules[slow_module].DONE = "patched"  # a patch of the module shows through the stand-in
+    assert mod.DONE == "patched"
     with pytest.raises(AttributeError):
         mod.missing  # noqa: B018 (an unknown name is an AttributeError, as on the module)
 
