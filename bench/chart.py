@@ -96,14 +96,14 @@ def draw(summary: dict[str, dict[str, Any]], path: Path, *, title: str) -> None:
         for i, impl in enumerate(("raw", "ours")):
             vals = []
             for n in sizes:
-                key = f"{'load_bare' if impl == 'raw' else 'load_loom'}@{n}"
+                key = f"{'load_cli_bare' if impl == 'raw' else 'load_cli_loom'}@{n}"
                 vals.append(summary.get(key, {}).get("seconds") or 0)
             xs = [j + (i - 0.5) * width for j in range(len(sizes))]
             ax_load.bar(xs, vals, width, color=COLORS[impl], label="bare @asset" if impl == "raw" else "Loom declared tables")
             for x, v in zip(xs, vals, strict=True):
                 ax_load.text(x, v, f"{v:.2f}s", ha="center", va="bottom", fontsize=8)
         ax_load.set_xticks(range(len(sizes)), [f"{n:,} tables" for n in sizes])
-        ax_load.set_ylabel("load + validate, s")
+        ax_load.set_ylabel("dagster definitions validate, s")
         ax_load.set_title("code-location load time (lower is better)", loc="left", fontsize=10)
         ax_load.legend(fontsize=8)
         ax_load.grid(axis="y", alpha=0.3)

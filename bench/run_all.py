@@ -83,9 +83,10 @@ def sizes(mode: str) -> dict[str, Any]:
         "rowwise": 2_000_000 // div,
         "copy": (10_000_000 // div, 40_000_000 // div, 100_000_000 // div),
         "part": 2_000_000 // div,
-        # quick/tiny keep one size of the load case, whose cost is mostly fixed (start-up, Dagster);
-        # quick leaves out `make demo` (about 20 s whatever the size: that is what `make demo` is for)
+        # -- load (issue 27): tables per code location; quick/tiny keep one size, whose cost is mostly
+        # fixed (start-up, Dagster)
         "load": {"full": (20, 200, 1000), "quick": (200,), "tiny": (20,)}[mode],
+        # quick leaves out `make demo` (about 20 s whatever the size: that is what `make demo` is for)
         "demo": {"full": (100_000, 1_000_000), "quick": (), "tiny": (200,)}[mode],
         # -- merge (issue 27): the Delta merge target's rows (the change set is 1/20 of it)
         "merge": 20_000_000 // div,
@@ -140,9 +141,13 @@ def plan(mode: str, official: bool) -> tuple[list[Case], list[Case]]:
     add("5 30-day range", "dagster-deltalake-polars 30 single-partition runs", "official", "bench.official", "ddp_30runs", n)
     add("5 30-day range", "dagster-polars `PolarsDeltaIOManager` one run over the range", "official", "bench.official",
         "polars_delta_range", n)
+    # -- load (issue 27): `dagster definitions validate` as a user runs it, bare then Loom back to back
+    # in every round (one paired ratio per round; bench/cases_load.py)
     for n in s["load"]:
-        add("6 load time", "bare `@asset`s, same graph", "raw", "bench.cases", "load_bare", n)
-        add("6 load time", "**Loom** declared tables", "ours", "bench.cases", "load_loom", n)
+        add("6 load time", "bare `@asset`s, same graph: `dagster definitions validate`", "raw", "bench.cases_load",
+            "load_cli_bare", n)
+        add("6 load time", "**Loom** declared tables: `dagster definitions validate`", "ours", "bench.cases_load",
+            "load_cli_loom", n)
     for n in s["demo"]:
         add("7 make demo", f"`make demo`, {n:,} orders/day", "ours", "demo", str(n), n)
     # -- merge (issue 27)

@@ -13,19 +13,24 @@ range run's results under no partition, which the UI shows as "Skipped"). The ex
 """
 
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
-import polars as pl
 from dagster import AssetCheckExecutionContext
 
 from loom_assets.declare import DataCheck, Table
 from loom_assets.signatures import signature_once
 from loom_resources import RunParams, SchemaMode, SourceSpec
+from loom_resources._lazy import lazy_import
 from loom_resources.dtypes import Schema, schema_diff
 from loom_resources.partitions import slice_predicate
 from loom_resources.predicates import Predicate
 from loom_resources.run_params import check_run_params
+
+if TYPE_CHECKING:
+    import polars as pl
+else:
+    pl = lazy_import("polars")  # imported when data moves, not when the code location loads
 
 __all__ = ["SCHEMA_CHECK", "build_checks", "data_check", "schema_check"]
 

@@ -85,13 +85,32 @@ def build_definitions(
     return built
 
 
+#: Assets per op of Dagster's column-schema-change checks (:func:`schema_change_checks_of`).
+SCHEMA_CHANGE_CHUNK = 50
+
+
+def schema_change_checks_of(assets: Sequence[dg.AssetsDefinition]) -> list[dg.AssetChecksDefinition]:
+    """Dagster's ``column_schema_change`` check for every asset, in ops of at most
+    :data:`SCHEMA_CHANGE_CHUNK` assets each.
+
+    Why not one call for all: ``build_column_schema_change_checks`` makes one op checking every
+    asset it is given, and Dagster's job building walks, for each input of an op, the set of all
+    the op's check keys (``asset_job.build_node_deps``): quadratic in the number of tables (1,000
+    tables: ~1 s of every load, twice, once per asset job). The checks, their names, assets and
+    severity are the same; only how many ops carry them differs."""
+    out: list[dg.AssetChecksDefinition] = []
+    for i in range(0, len(assets), SCHEMA_CHANGE_CHUNK):
+        out.extend(dg.build_column_schema_change_checks(assets=assets[i:i + SCHEMA_CHANGE_CHUNK]))
+    return out
+
+
 def _build(tables: Sequence[Table | ExternalTable], backends: dict[str, Any], plain: list[Any],
            resources: Mapping[str, Any] | None) -> dg.Definitions:
     one_process = single_process(backends)
     built = build_assets(tables, pool=SINGLE_PROCESS_POOL if one_process else None, backends=backends)
     assets = [a for a in built if not isinstance(a, dg.AssetChecksDefinition)]
     declared_checks = [a for a in built if isinstance(a, dg.AssetChecksDefinition)]
-    schema_change_checks = dg.build_column_schema_change_checks(assets=assets)
+    schema_change_checks = schema_change_checks_of(assets)
     declared = [t for t in tables if isinstance(t, Table)]
     jobs, schedules = build_jobs(declared, assets)
     observed, drift_checks, observe_jobs = build_external([t for t in tables if isinstance(t, ExternalTable)], backends)

@@ -9,22 +9,26 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
-import polars as pl
-
+from loom_resources._lazy import lazy_import
 from loom_resources.dtypes import ColumnSchema, DataType, Schema, is_safe_cast
 from loom_resources.errors import DataValidationError, SchemaMismatchError, UnsupportedTypeError
 from loom_resources.model import AUDIT_COLUMNS, SchemaMode, TargetSpec, WriteContext, WriteMode
 from loom_resources.partitions import partition_predicate, run_partition_values
 from loom_resources.polars_types import from_polars, to_expr, to_polars
 
+if TYPE_CHECKING:
+    import polars as pl
+else:
+    pl = lazy_import("polars")  # imported when data moves, not when the code location loads
+
 __all__ = [
     "HIVE_NULL", "Conformed", "check_nulls", "check_partition_markers", "check_partition_values", "check_unique_keys", "conform", "frame_partitions",
     "partition_filter", "require_partition_values_for", "run_partition_values", "with_audit_columns",
 ]
 
-Frame = pl.LazyFrame | pl.DataFrame
+Frame: TypeAlias = "pl.LazyFrame | pl.DataFrame"  # a string: polars loads when data moves
 
 
 def _identity(d: DataType) -> DataType:
@@ -183,7 +187,6 @@ def check_partition_values(df: pl.DataFrame, spec: TargetSpec, values: tuple[Map
 
 #: The directory name of the null partition (Hive, Spark, delta-rs, polars).
 HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
-_TEXT_TYPES = (pl.String, pl.Categorical, pl.Enum)
 
 
 def check_partition_markers(df: pl.DataFrame, spec: TargetSpec) -> None:
@@ -198,7 +201,7 @@ def check_partition_markers(df: pl.DataFrame, spec: TargetSpec) -> None:
     if not spec.partition_by or df.height == 0:
         return
     for name in spec.partition_by:
-        if name not in df.columns or not isinstance(df.schema[name], _TEXT_TYPES):
+        if name not in df.columns or not isinstance(df.schema[name], (pl.String, pl.Categorical, pl.Enum)):
             continue
         hits = df.get_column(name).cast(pl.String).is_in(["", HIVE_NULL])
         bad = int(hits.sum())

@@ -13,10 +13,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
-import polars as pl
-
+from loom_resources._lazy import lazy_import
 from loom_resources.conform import check_nulls, check_partition_values, check_unique_keys
 from loom_resources.dtypes import DataType
 from loom_resources.errors import DataValidationError
@@ -25,10 +24,15 @@ from loom_resources.partitions import PartitionValues, partition_predicate, run_
 from loom_resources.polars_types import to_expr
 from loom_resources.predicates import Predicate, check_columns, to_sql
 
+if TYPE_CHECKING:
+    import polars as pl
+else:
+    pl = lazy_import("polars")  # imported when data moves, not when the code location loads
+
 __all__ = ["BatchCheck", "WritePlan", "accepts_frame", "decide_streaming", "plan_write", "to_frame"]
 
-Frame = pl.LazyFrame | pl.DataFrame
-BatchCheck = Callable[[pl.DataFrame], None]
+Frame: TypeAlias = "pl.LazyFrame | pl.DataFrame"  # a string: polars loads when data moves
+BatchCheck: TypeAlias = "Callable[[pl.DataFrame], None]"
 
 
 def accepts_frame(obj: Any, spec: TargetSpec) -> None:

@@ -3,26 +3,41 @@ expressions."""
 
 from __future__ import annotations
 
-import polars as pl
+from functools import cache
+from typing import TYPE_CHECKING
 
 from loom_resources import dtypes as t
+from loom_resources._lazy import lazy_import
 from loom_resources.dtypes import ColumnSchema, Schema
 from loom_resources.errors import PredicateError, UnsupportedTypeError
 from loom_resources.predicates import And, Compare, In, IsNull, Not, Or, Param, Predicate
 
-_TO_PL: dict[type[t.DataType], pl.DataType] = {
-    t.Int8: pl.Int8(), t.Int16: pl.Int16(), t.Int32: pl.Int32(), t.Int64: pl.Int64(),
-    t.UInt8: pl.UInt8(), t.UInt16: pl.UInt16(), t.UInt32: pl.UInt32(), t.UInt64: pl.UInt64(),
-    t.Float32: pl.Float32(), t.Float64: pl.Float64(), t.String: pl.String(), t.Binary: pl.Binary(),
-    t.Boolean: pl.Boolean(), t.Date: pl.Date(), t.Time: pl.Time(), t.Categorical: pl.Categorical(),
-    t.Null: pl.Null(),
-}
-_FROM_PL: dict[type[pl.DataType], t.DataType] = {type(v): k() for k, v in _TO_PL.items()}
+if TYPE_CHECKING:
+    import polars as pl
+else:
+    pl = lazy_import("polars")  # imported when data moves, not when the code location loads
+
+@cache
+def _to_pl() -> dict[type[t.DataType], pl.DataType]:
+    """Loom type class -> Polars type, for the types without parameters (built on first use:
+    polars is imported when data moves)."""
+    return {
+        t.Int8: pl.Int8(), t.Int16: pl.Int16(), t.Int32: pl.Int32(), t.Int64: pl.Int64(),
+        t.UInt8: pl.UInt8(), t.UInt16: pl.UInt16(), t.UInt32: pl.UInt32(), t.UInt64: pl.UInt64(),
+        t.Float32: pl.Float32(), t.Float64: pl.Float64(), t.String: pl.String(), t.Binary: pl.Binary(),
+        t.Boolean: pl.Boolean(), t.Date: pl.Date(), t.Time: pl.Time(), t.Categorical: pl.Categorical(),
+        t.Null: pl.Null(),
+    }
+
+
+@cache
+def _from_pl() -> dict[type[pl.DataType], t.DataType]:
+    return {type(v): k() for k, v in _to_pl().items()}
 
 
 def to_polars(dtype: t.DataType) -> pl.DataType:
     """Return the Polars type of a Loom type."""
-    simple = _TO_PL.get(type(dtype))
+    simple = _to_pl().get(type(dtype))
     if simple is not None:
         return simple
     if isinstance(dtype, t.Decimal):
@@ -42,7 +57,7 @@ def to_polars(dtype: t.DataType) -> pl.DataType:
 
 def from_polars(dtype: pl.DataType) -> t.DataType:
     """Return the Loom type of a Polars type."""
-    simple = _FROM_PL.get(type(dtype))
+    simple = _from_pl().get(type(dtype))
     if simple is not None:
         return simple
     if isinstance(dtype, pl.Decimal):

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import polars as pl
-
+from loom_resources._lazy import lazy_import
 from loom_resources.dtypes import ColumnSchema
 from loom_resources.model import Backend, TableRef, TargetSpec, WriteMode
+
+if TYPE_CHECKING:
+    import polars as pl
+else:
+    pl = lazy_import("polars")  # imported when data moves, not when the code location loads
 
 RUN_RECORDS_REF = TableRef("loom", "run_records")
 

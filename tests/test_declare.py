@@ -30,6 +30,21 @@ def test_cycle_is_named_with_its_path() -> None:
         validate_tables([a, b])
 
 
+def test_a_long_chain_declared_downstream_first_loads() -> None:
+    # the cycle search was recursive: a chain of more than ~1,000 tables, declared from its end,
+    # failed the load with RecursionError
+    def body(context: object, **inputs: object) -> None:
+        return None
+
+    n = 2000
+    chain = [t(f"s.t{i}", sources=[f"s.t{i - 1}"] if i else [], sql=None, transform=body) for i in reversed(range(n))]
+    validate_tables(chain)
+    chain[-1] = t("s.t0", sources=["s.loop"], sql=None, transform=body)
+    chain.append(t("s.loop", sources=["s.t1999"], sql=None, transform=body))
+    with pytest.raises(SpecError, match=r"cycle s\.t1999 -> s\.t1998 -> .* -> s\.t0 -> s\.loop -> s\.t1999"):
+        validate_tables(chain)
+
+
 def test_sql_alias_not_a_source() -> None:
     a = t("s.a")
     b = t("s.b", sources=["s.a"], sql="SELECT * FROM a JOIN other ON a.id = other.id")

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import polars as pl
 from dagster import get_dagster_logger
 
+from loom_resources._lazy import lazy_import
 from loom_resources.capabilities import Capabilities
 from loom_resources.clickhouse._client import ClickHouseConnection
 from loom_resources.clickhouse._discovery import ch_columns, stored_schema, table_engine
@@ -40,6 +40,11 @@ from loom_resources.model import (
     WriteMode,
     WriteResult,
 )
+
+if TYPE_CHECKING:
+    import polars as pl
+else:
+    pl = lazy_import("polars")  # imported when data moves, not when the code location loads
 
 __all__ = ["ClickHouseQuery", "ClickHouseRelation", "ClickHouseResource"]
 

@@ -9,10 +9,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import polars as pl
-
+from loom_resources._lazy import lazy_import
 from loom_resources.clickhouse._client import ClickHouseConnection
 from loom_resources.clickhouse._read import read_sql
 from loom_resources.clickhouse._sql import qi
@@ -22,6 +21,11 @@ from loom_resources.errors import LoomError
 from loom_resources.model import TableRef
 from loom_resources.polars_types import polars_schema
 from loom_resources.sql import PolarsSQLExecutor
+
+if TYPE_CHECKING:
+    import polars as pl
+else:
+    pl = lazy_import("polars")  # imported when data moves, not when the code location loads
 
 __all__ = ["ClickHouseQuery", "ClickHouseRelation", "bind_aliases", "describe", "execute_sql", "runs_inside"]
 

@@ -7,9 +7,7 @@ import shutil
 from collections.abc import Generator, Iterator
 from typing import TYPE_CHECKING
 
-import polars as pl
-from polars.io.plugins import register_io_source
-
+from loom_resources._lazy import lazy_import
 from loom_resources.clickhouse._client import ClickHouseConnection
 from loom_resources.clickhouse._discovery import ch_columns, table_engine
 from loom_resources.clickhouse._spool import new_spool, write_spool
@@ -20,6 +18,11 @@ from loom_resources.errors import LoomError, SchemaMismatchError, TableNotFoundE
 from loom_resources.model import RunParams, SourceSpec
 from loom_resources.polars_types import empty_frame, polars_schema, to_polars
 from loom_resources.predicates import check_columns
+
+if TYPE_CHECKING:
+    import polars as pl
+else:
+    pl = lazy_import("polars")  # imported when data moves, not when the code location loads
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -90,6 +93,8 @@ def stream_sql(conn: ClickHouseConnection, sql: str, schema: Schema) -> pl.LazyF
     """A LazyFrame that streams ``sql``'s result from ClickHouse whenever it is executed (see
     :func:`read_sql`). It works with ``collect``, ``collect(engine="streaming")``,
     ``collect_batches`` and ``sink_*``; each execution runs the query again."""
+    from polars.io.plugins import register_io_source  # here: polars loads when data moves
+
     names = [c.name for c in schema]
 
     def source(

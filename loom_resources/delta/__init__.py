@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
-import polars as pl
 from dagster import ConfigurableResource, get_dagster_logger
 from pydantic import Field
 
+from loom_resources._lazy import lazy_import
 from loom_resources.capabilities import Capabilities
 from loom_resources.delta._faults import store_faults
 from loom_resources.delta._types import schema_from_delta, storable, to_delta
@@ -39,6 +39,11 @@ from loom_resources.model import (
 )
 from loom_resources.plan import to_frame
 from loom_resources.run_records import RUN_RECORDS_REF
+
+if TYPE_CHECKING:
+    import polars as pl
+else:
+    pl = lazy_import("polars")  # imported when data moves, not when the code location loads
 
 if TYPE_CHECKING:
     from deltalake import DeltaTable
