@@ -114,6 +114,20 @@ def targets(s: dict[str, dict[str, Any]], z: dict[str, Any]) -> list[dict[str, A
     if lo_ and ba:
         add(f"Load: {big} declared tables add <= 1 s over {big} bare assets", f"+{lo_ - ba:.2f} s ({lo_:.2f} vs {ba:.2f} s)",
             (lo_ - ba) <= 1.0)
+    # -- ClickHouse merge (issue 27)
+    if "chmerge" in z:
+        n = z["chmerge"]
+        for kind, label in (("clustered", "clustered changes"), ("random", "random keys"),
+                            ("partitioned", "3 of 30 days, partitioned by day")):
+            ours, raw = _get(s, f"loom_chmerge_{kind}@{n}"), _get(s, f"raw_chmerge_{kind}@{n}")
+            if ours and raw:
+                add(f"ClickHouse merge, {label}: <= 1.0x raw `INSERT ... SELECT` + `REPLACE PARTITION`",
+                    f"{ours / raw:.2f}x ({ours:.2f} s vs {raw:.2f} s)", ours / raw <= 1.0,
+                    "the Loom time is a whole `dagster.materialize()`")
+            ro, rr = (s.get(f"{impl}_chmerge_{kind}@{n}", {}).get("extra", {}).get("read_s") for impl in ("loom", "raw"))
+            if ro and rr:
+                add(f"ClickHouse merge, {label}: a reader's count + sum afterwards, Loom (`FINAL`) vs raw (no target)",
+                    f"{ro / rr:.2f}x ({ro:.2f} s vs {rr:.2f} s)", None)
     return t
 
 

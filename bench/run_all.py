@@ -87,6 +87,8 @@ def sizes(mode: str) -> dict[str, Any]:
         # quick leaves out `make demo` (about 20 s whatever the size: that is what `make demo` is for)
         "load": {"full": (20, 200, 1000), "quick": (200,), "tiny": (20,)}[mode],
         "demo": {"full": (100_000, 1_000_000), "quick": (), "tiny": (200,)}[mode],
+        # -- ClickHouse merge (issue 27): the merge target's rows (the change set is 1/20 of it)
+        "chmerge": 20_000_000 // div,
     }
 
 
@@ -143,6 +145,22 @@ def plan(mode: str, official: bool) -> tuple[list[Case], list[Case]]:
         add("6 load time", "**Loom** declared tables", "ours", "bench.cases", "load_loom", n)
     for n in s["demo"]:
         add("7 make demo", f"`make demo`, {n:,} orders/day", "ours", "demo", str(n), n)
+    # -- ClickHouse merge (issue 27)
+    n = s["chmerge"]
+    stores: dict[str, str] = {}
+    for impl in ("raw", "loom"):
+        for layout in ("flat", "daily"):
+            st = Case("9 ClickHouse merge", f"chmerge_setup_{impl}_{layout}@{n}", f"{impl} {layout} merge target (set-up)",
+                      "setup", "bench.cases_chmerge", f"chmerge_setup_{impl}_{layout}", n)
+            setup.append(st)
+            stores[f"{impl}_{layout}"] = st.key
+    for kind, layout, what in (("clustered", "flat", "clustered changes (recent ids), unpartitioned"),
+                               ("random", "flat", "random keys, unpartitioned"),
+                               ("partitioned", "daily", "3 of 30 days, partitioned by day")):
+        add("9 ClickHouse merge", f"raw `INSERT ... SELECT` + `REPLACE PARTITION`, {what}", "raw", "bench.cases_chmerge",
+            f"raw_chmerge_{kind}", n, shared=stores[f"raw_{layout}"])
+        add("9 ClickHouse merge", f"**Loom** `merge` mode, {what}", "ours", "bench.cases_chmerge", f"loom_chmerge_{kind}", n,
+            shared=stores[f"loom_{layout}"])
     return setup, cases
 
 
