@@ -1,0 +1,74 @@
+"""Merge keys that a ``merge`` write moves to another partition of a partitioned table.
+
+A ``merge`` table is a ReplacingMergeTree on the merge keys: the staged rows are moved in next to
+the old ones and readers see the newest row of each key (FINAL). ClickHouse collapses rows only
+within a partition, and FINAL picks among rows of different partitions by partition, not by
+age, so when an update moves a key to another partition (a changed ``day``) the old row would
+stay and could even be the one readers see. Before the staged partitions are moved in, the
+partitions that hold an old row of a staged key under another partition are rebuilt without
+those keys: ``INSERT ... SELECT ... FINAL`` of the partition into a fresh table, then
+``ALTER TABLE ... REPLACE PARTITION`` (atomic per partition, no ``DELETE`` mutation).
+
+Running it again gives the same table (a rebuilt partition no longer holds the keys), so an
+interrupted publication completes by running every step again. Between a rebuild and the move of
+the new rows, a reader does not see the moved keys. An unpartitioned table, or one whose staged
+keys all stay in their partitions, costs one query over the key columns.
+"""
+
+from __future__ import annotations
+
+from loom_resources.clickhouse._client import ClickHouseConnection
+from loom_resources.clickhouse._cluster import ddl_on_cluster
+from loom_resources.clickhouse._sql import lit, qt
+from loom_resources.model import TableRef
+
+__all__ = ["drop_moved_keys"]
+
+
+def _keys(conn: ClickHouseConnection, target: TableRef) -> str | None:
+    """The target's sorting key (what a ReplacingMergeTree deduplicates on), or ``None`` when the
+    table has no partition key or no sorting key (nothing can move)."""
+    rows = conn.query_rows(
+        f"SELECT partition_key, sorting_key FROM system.tables WHERE database = {lit(target.schema)} "
+        f"AND name = {lit(target.table)}", what=f"read the keys of {target}")
+    if not rows or not rows[0][0] or not rows[0][1]:
+        return None
+    return str(rows[0][1])  # an expression list rendered by the engine (e.g. "id, `order`"), not user text
+
+
+def drop_moved_keys(conn: ClickHouseConnection, target: TableRef, staging: TableRef, scratch: TableRef, *,
+                    cluster: str = "", on: str = "") -> list[str]:
+    """Rebuild the partitions of ``target`` that hold a key of ``staging`` under another partition,
+    without those keys; returns the partition ids rebuilt. ``scratch``: a free staging-table name
+    for the rebuilds; ``cluster`` / ``on``: the ``ON CLUSTER`` clauses of DDL and of partition
+    operations (``""`` on one server)."""
+    keys = _keys(conn, target)
+    if keys is None:
+        return []
+    staged = f"SELECT {keys} FROM {qt(staging)}"
+    moved = conn.query_rows(
+        f"SELECT DISTINCT _partition_id FROM {qt(target)} WHERE ({keys}) IN ({staged}) "
+        f"AND (({keys}), _partition_id) NOT IN (SELECT ({keys}), _partition_id FROM {qt(staging)})",
+        what=f"find keys moving to another partition of {target}")
+    ddl = ddl_on_cluster(cluster)
+    rebuilt = []
+    for (pid,) in moved:
+        conn.command(f"DROP TABLE IF EXISTS {qt(scratch)}{ddl} SYNC", what=f"drop the scratch table of {target}")
+        conn.command(f"CREATE TABLE {qt(scratch)}{ddl} AS {qt(target)}", what=f"create the scratch table of {target}")
+        try:
+            # FINAL: the partition's current rows; its parts may still hold replaced ones, whose
+            # order one INSERT would not keep
+            conn.command(f"INSERT INTO {qt(scratch)} SELECT * FROM {qt(target)} FINAL "
+                         f"WHERE _partition_id = {lit(pid)} AND ({keys}) NOT IN ({staged})",
+                         what=f"rebuild partition {pid} of {target} without the moved keys")
+            left = conn.query_rows(f"SELECT count() FROM {qt(scratch)}", what=f"count the rebuilt partition {pid}")[0][0]
+            if left:
+                conn.command(f"ALTER TABLE {qt(target)}{on} REPLACE PARTITION ID {lit(pid)} FROM {qt(scratch)}",
+                             what=f"replace partition {pid} of {target}")
+            else:  # only moved keys were there (REPLACE from an empty partition is refused)
+                conn.command(f"ALTER TABLE {qt(target)}{on} DROP PARTITION ID {lit(pid)}",
+                             what=f"drop partition {pid} of {target}")
+        finally:
+            conn.command(f"DROP TABLE IF EXISTS {qt(scratch)}{ddl} SYNC", what=f"drop the scratch table of {target}")
+        rebuilt.append(str(pid))
+    return rebuilt
