@@ -45,11 +45,20 @@ def drop_moved_keys(conn: ClickHouseConnection, target: TableRef, staging: Table
     keys = _keys(conn, target)
     if keys is None:
         return []
-    staged = f"SELECT {keys} FROM {qt(staging)}"
-    moved = conn.query_rows(
-        f"SELECT DISTINCT _partition_id FROM {qt(target)} WHERE ({keys}) IN ({staged}) "
-        f"AND (({keys}), _partition_id) NOT IN (SELECT ({keys}), _partition_id FROM {qt(staging)})",
-        what=f"find keys moving to another partition of {target}")
+    staged_pids = [str(r[0]) for r in conn.query_rows(
+        f"SELECT DISTINCT _partition_id FROM {qt(staging)}", what=f"list the staged partitions of {target}")]
+    if not staged_pids:
+        return []
+    pids = ", ".join(lit(p) for p in staged_pids)
+    # candidates: staged keys not stored in their own staged partition (new keys, or moved ones);
+    # only the staged partitions are scanned for this. The candidates are then looked up in the
+    # whole table through its primary key (new keys beyond the stored range cost nothing).
+    # Measured at 20M rows + 1M changes in 3 of 30 days: 2.2-2.4 s against 3.1-4.4 s for one
+    # scan of every partition's keys (load average ~10 on 2 cores).
+    here = f"SELECT ({keys}), _partition_id FROM {qt(target)} WHERE _partition_id IN ({pids})"
+    candidates = f"SELECT {keys} FROM {qt(staging)} WHERE (({keys}), _partition_id) NOT IN ({here})"
+    moved = conn.query_rows(f"SELECT DISTINCT _partition_id FROM {qt(target)} WHERE ({keys}) IN ({candidates})",
+                            what=f"find keys moving to another partition of {target}")
     ddl = ddl_on_cluster(cluster)
     rebuilt = []
     for (pid,) in moved:
@@ -59,7 +68,7 @@ def drop_moved_keys(conn: ClickHouseConnection, target: TableRef, staging: Table
             # FINAL: the partition's current rows; its parts may still hold replaced ones, whose
             # order one INSERT would not keep
             conn.command(f"INSERT INTO {qt(scratch)} SELECT * FROM {qt(target)} FINAL "
-                         f"WHERE _partition_id = {lit(pid)} AND ({keys}) NOT IN ({staged})",
+                         f"WHERE _partition_id = {lit(pid)} AND ({keys}) NOT IN ({candidates})",
                          what=f"rebuild partition {pid} of {target} without the moved keys")
             left = conn.query_rows(f"SELECT count() FROM {qt(scratch)}", what=f"count the rebuilt partition {pid}")[0][0]
             if left:
