@@ -121,3 +121,20 @@ def test_moving_keys_through_pushed_down_sql(res: ClickHouseResource, raw: Any, 
     res.write(query, s, RunParams())
     assert seen(raw, s.ref) == [(1, D1, 1.0), (2, D2, 5.0)]
     assert stored(raw, s.ref) == 2
+
+
+def test_moved_keys_under_a_partition_expression(res: ClickHouseResource, raw: Any, unique_schema: str) -> None:
+    """A key moving between months of ``PARTITION BY toYYYYMM(day)``; a change of day inside its
+    month is an update in place (no partition is rebuilt)."""
+    from loom_resources.model import ClickHouseTableOptions
+
+    s = TargetSpec(ref=TableRef(unique_schema, "t"), backend="clickhouse", columns=COLS, mode="merge",
+                   merge_keys=("id",), clickhouse=ClickHouseTableOptions(partition_by="toYYYYMM(day)"))
+    feb = dt.date(2024, 2, 1)
+    res.write(frame([(1, D1, 1.0), (2, D1, 1.0), (3, feb, 1.0)]), s, RunParams())
+    res.write(frame([(1, D2, 2.0), (2, feb, 2.0)]), s, RunParams())
+    expect = [(1, D2, 2.0), (2, feb, 2.0), (3, feb, 1.0)]
+    assert seen(raw, s.ref) == expect
+    assert raw.query(f"SELECT id, day FROM `{unique_schema}`.t WHERE id = 2").result_rows == [(2, feb)]
+    res.optimize_final(s.ref)
+    assert raw.query(f"SELECT id, day, amount FROM `{unique_schema}`.t ORDER BY id").result_rows == expect
