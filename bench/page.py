@@ -280,6 +280,12 @@ NOTES = [
     "ClickHouse table it wrote is then counted by the verifier.",
     "2 cores are shared by the writer, Dagster and the storage engines; other jobs on the machine show up in the "
     "load average above. Compare ratios of the same run rather than absolute times across runs.",
+    # -- ClickHouse merge (issue 27)
+    "ClickHouse merge: Loom's `merge` table is a ReplacingMergeTree: the write moves the 1M changes in and leaves "
+    "replaced rows to ClickHouse's background merges and readers' `FINAL`; the raw merge rebuilds the affected "
+    "partitions (`INSERT ... SELECT` + `REPLACE PARTITION`). Both tables are read back as readers see them (`FINAL` "
+    "for Loom's); what a reader's count and sum costs right after the merge is a target row of its own (no target). "
+    "See docs/performance.md, 'ClickHouse merge at scale'.",
 ]
 
 
