@@ -90,6 +90,8 @@ def sizes(mode: str) -> dict[str, Any]:
         "demo": {"full": (100_000, 1_000_000), "quick": (), "tiny": (200,)}[mode],
         # -- merge (issue 27): the Delta merge target's rows (the change set is 1/20 of it)
         "merge": 20_000_000 // div,
+        # -- ClickHouse merge (issue 27): the merge target's rows (the change set is 1/20 of it)
+        "chmerge": 20_000_000 // div,
     }
 
 
@@ -166,6 +168,22 @@ def plan(mode: str, official: bool) -> tuple[list[Case], list[Case]]:
             "bench.cases_merge", "raw_merge_clustered_nostream", n, shared=tgt.key)
     add("8 Delta merge", "**Loom** `history` (SCD2, change log), clustered changes", "ours", "bench.cases_merge",
         "loom_history_scd2", n, shared=tgt.key)
+    # -- ClickHouse merge (issue 27)
+    n = s["chmerge"]
+    stores: dict[str, str] = {}
+    for impl in ("raw", "loom"):
+        for layout in ("flat", "daily"):
+            st = Case("9 ClickHouse merge", f"chmerge_setup_{impl}_{layout}@{n}", f"{impl} {layout} merge target (set-up)",
+                      "setup", "bench.cases_chmerge", f"chmerge_setup_{impl}_{layout}", n)
+            setup.append(st)
+            stores[f"{impl}_{layout}"] = st.key
+    for kind, layout, what in (("clustered", "flat", "clustered changes (recent ids), unpartitioned"),
+                               ("random", "flat", "random keys, unpartitioned"),
+                               ("partitioned", "daily", "3 of 30 days, partitioned by day")):
+        add("9 ClickHouse merge", f"raw `INSERT ... SELECT` + `REPLACE PARTITION`, {what}", "raw", "bench.cases_chmerge",
+            f"raw_chmerge_{kind}", n, shared=stores[f"raw_{layout}"])
+        add("9 ClickHouse merge", f"**Loom** `merge` mode, {what}", "ours", "bench.cases_chmerge", f"loom_chmerge_{kind}", n,
+            shared=stores[f"loom_{layout}"])
     return setup, cases
 
 

@@ -52,9 +52,22 @@ def _ch_client(url: str) -> Any:
     return clickhouse_connect.get_client(dsn=url)
 
 
+_COLLAPSING = ("Replacing", "Collapsing", "Summing", "Aggregating")
+
+
+def _as_read(client: Any, table: str) -> str:
+    """``table`` as its readers see it: with ``FINAL`` when its engine collapses rows at merge
+    time (Loom's ``merge`` tables are ReplacingMergeTree, and Loom reads them with ``FINAL``)."""
+    db, _, name = table.rpartition(".")
+    db, name = (db.strip("`") or "default").replace("'", ""), name.strip("`").replace("'", "")  # bench names only
+    rows = client.query(f"SELECT engine FROM system.tables WHERE database = '{db}' AND name = '{name}'").result_rows
+    return f"{table} FINAL" if rows and any(k in rows[0][0] for k in _COLLAPSING) else table
+
+
 def check_clickhouse(url: str, table: str, ids: bool = True) -> dict[str, Any]:
     client = _ch_client(url)
     try:
+        table = _as_read(client, table)
         if not ids:
             return {"count": int(client.command(f"SELECT count() FROM {table}"))}  # type: ignore[arg-type]
         count = int(client.command(f"SELECT count() FROM {table}"))  # type: ignore[arg-type]
@@ -80,7 +93,7 @@ def check_stores(delta_root: str, url: str | None) -> dict[str, Any]:
                                 "('system', 'INFORMATION_SCHEMA', 'information_schema', 'default') "
                                 "AND NOT is_temporary ORDER BY database, name").result_rows
             for db, name, engine in rows:
-                final = " FINAL" if any(k in engine for k in ("Replacing", "Collapsing", "Summing", "Aggregating")) else ""
+                final = " FINAL" if any(k in engine for k in _COLLAPSING) else ""
                 tables[f"clickhouse:{db}.{name}"] = int(client.command(f"SELECT count() FROM `{db}`.`{name}`{final}"))  # type: ignore[arg-type]
         finally:
             client.close()

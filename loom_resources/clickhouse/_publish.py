@@ -58,6 +58,7 @@ from loom_resources.clickhouse._ledger import (
     open_entries,
     record,
 )
+from loom_resources.clickhouse._moved import drop_moved_keys
 from loom_resources.clickhouse._sql import lit, qt
 from loom_resources.errors import LoomError
 from loom_resources.model import TableRef, WriteMode
@@ -179,6 +180,8 @@ def _ops(conn: ClickHouseConnection, target: TableRef, staging: TableRef, mode: 
                     conn.command(f"ALTER TABLE {qt(target)}{on} DROP PARTITION ID {lit(pid)}",
                                  what=f"drop partition {pid} of {target}")
         return
+    if mode == WriteMode.MERGE.value:  # keys whose partition changes leave their old partition first
+        drop_moved_keys(conn, target, staging, staging_ref(target, token), cluster=cluster, on=on)
     for pid in _partition_ids(conn, staging):  # append, merge
         conn.command(f"ALTER TABLE {qt(staging)}{on} MOVE PARTITION ID {lit(pid)} TO TABLE {qt(target)}",
                      what=f"publish partition {pid} of {target}")
