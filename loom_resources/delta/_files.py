@@ -32,6 +32,7 @@ from urllib.parse import quote, urlsplit
 import polars as pl
 
 from loom_resources import dtypes as t
+from loom_resources.delta import _layout
 from loom_resources.delta._batches import BatchSource
 from loom_resources.delta._commit import commit_properties, committed_version, is_conflict
 from loom_resources.delta._location import DeltaLocation
@@ -228,7 +229,7 @@ class ParquetFiles:
         for key, part in groups:
             values = {c: partition_value(v) for c, v in zip(self.partition_by, key, strict=True)}
             rel = "".join(f"{_dir_name(c, values[c])}/" for c in self.partition_by)
-            rel += f"part-00000-{uuid.uuid4()}-c000.snappy.parquet"
+            rel += f"part-00000-{uuid.uuid4()}-c000{_layout.LAYOUT.suffix}"
             self._written.append(rel)
             jobs.append((rel, values, part))
 
@@ -251,12 +252,12 @@ class ParquetFiles:
         if self.store.local:
             path = os.path.join(self.loc.uri, rel)
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            df.write_parquet(path, compression="snappy")
+            _layout.LAYOUT.write(df, path)
             return os.path.getsize(path)
         # object stores: encoded in memory (one file, ~20-40 MiB) and stored by delta-rs' object
         # store in the background while the next file is encoded (at most _UPLOADS_IN_FLIGHT wait)
         buf = io.BytesIO()
-        df.write_parquet(buf, compression="snappy")
+        _layout.LAYOUT.write(df, buf)
         data = buf.getvalue()
         self._slots.acquire()
         with self._lock:
