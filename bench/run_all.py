@@ -87,6 +87,9 @@ def sizes(mode: str) -> dict[str, Any]:
         # quick leaves out `make demo` (about 20 s whatever the size: that is what `make demo` is for)
         "load": {"full": (20, 200, 1000), "quick": (200,), "tiny": (20,)}[mode],
         "demo": {"full": (100_000, 1_000_000), "quick": (), "tiny": (200,)}[mode],
+        # -- files (issue 27)
+        "files": 8_000_000 // div,
+        "files_copy": 10_000_000 // div,  # one of the "copy" sizes: its ch_source set-up is shared
     }
 
 
@@ -143,6 +146,21 @@ def plan(mode: str, official: bool) -> tuple[list[Case], list[Case]]:
         add("6 load time", "**Loom** declared tables", "ours", "bench.cases", "load_loom", n)
     for n in s["demo"]:
         add("7 make demo", f"`make demo`, {n:,} orders/day", "ours", "demo", str(n), n)
+    # -- files (issue 27)
+    n = s["files"]
+    add("8 file layout", "bare deltalake `write_deltalake` (delta-rs' writer), new table", "raw", "bench.cases_files",
+        "files_raw", n)
+    add("8 file layout", "**Loom** Delta table (DataFrame body, overwrite): Polars-encoded files", "ours",
+        "bench.cases_files", "files_loom", n)
+    add("8 file layout", "filtered read (polars `scan_delta`), **Loom**'s table (both tables read, alternating)", "ours",
+        "bench.cases_files", "files_reads", n)
+    n = s["files_copy"]
+    src_key = f"ch_source@{n}"
+    assert any(c.key == src_key for c in setup), src_key
+    add("8 file layout", "ClickHouse -> Delta: the engine's Arrow batches into `write_deltalake`", "raw",
+        "bench.cases_files", "files_copy_raw", n, shared=src_key)
+    add("8 file layout", "ClickHouse -> Delta: **Loom** two declared tables, streaming source", "ours",
+        "bench.cases_files", "files_copy_loom", n, shared=src_key)
     return setup, cases
 
 
