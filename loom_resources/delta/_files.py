@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 
 __all__ = ["TARGET_FILE_BYTES", "ParquetFiles", "replace_filter", "supported"]
 
-#: In-memory size of the rows one data file holds (~20-40 MiB of Parquet). A write holds about
+#: In-memory size of the rows one data file holds (~5-20 MiB of zstd Parquet, ``_layout``). A write holds about
 #: 2-3 times this while a file is encoded: peak RSS of a 50M-row ClickHouse -> Delta copy was
 #: 712 / 786 / 970 MB at 32 / 64 / 128 MiB; compaction (``DeltaResource.optimize``) merges files.
 TARGET_FILE_BYTES = 64 * 2**20
@@ -254,7 +254,7 @@ class ParquetFiles:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             _layout.LAYOUT.write(df, path)
             return os.path.getsize(path)
-        # object stores: encoded in memory (one file, ~20-40 MiB) and stored by delta-rs' object
+        # object stores: encoded in memory (one file, ~5-20 MiB) and stored by delta-rs' object
         # store in the background while the next file is encoded (at most _UPLOADS_IN_FLIGHT wait)
         buf = io.BytesIO()
         _layout.LAYOUT.write(df, buf)
