@@ -100,7 +100,8 @@ def run_child(case: str, rows: int, wd: str, env: dict[str, str], sample: tuple[
     log.close()
     result = json.loads(Path(out).read_text()) if os.path.exists(out) else {
         "status": "error", "error": Path(wd, f"{case}.log").read_text()[-3000:]}
-    result.update(wall_s=wall, rss_mb=usage.ru_maxrss / 1024, exit_code=os.waitstatus_to_exitcode(status))
+    result.update(wall_s=wall, rss_mb=usage.ru_maxrss / 1024, exit_code=os.waitstatus_to_exitcode(status),
+                  cpu_s=usage.ru_utime + usage.ru_stime)  # both cores' work: a busy machine stretches wall time
     if sampler:
         result["samples"] = sampler.samples
     return result
@@ -136,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
         if setup.get("status") != "ok":
             raise SystemExit(f"set-up failed: {setup.get('error')}")
         source_bytes = tree_bytes(os.path.join(wd, "clickhouse"))
-        print(f"   {setup['seconds']:.0f} s, {source_bytes / 2**30:.1f} GiB on disk", flush=True)
+        print(f"   {setup['seconds']:.0f} s (+ {setup.get('merge_seconds', 0):.0f} s merging its parts), "
+              f"{source_bytes / 2**30:.1f} GiB on disk", flush=True)
         delta_uri = os.path.join(home, "delta", "copy", "events")
         print("== copy: one materialization of copy.events (Delta) from src.events (ClickHouse, streaming)", flush=True)
         copy = run_child("loom_copy", n, wd, env, (tmp, delta_uri))
@@ -178,10 +180,12 @@ def main(argv: list[str] | None = None) -> int:
         "|---|---|",
         f"| rows | {n:,} |",
         f"| status | {copy.get('status')}{': ' + str(copy.get('error'))[:300] if copy.get('error') else ''} |",
-        f"| wall time of the materialization | {secs:,.0f} s ({secs / 60:.1f} min) |",
+        f"| wall time of the materialization | {secs:,.0f} s ({secs / 60:.1f} min; target < 180 s: "
+        f"{'met' if 0 < secs < 180 else 'missed'}) |",
         f"| throughput | {n / secs / 1e6:.2f}M rows/s |" if secs else "| throughput | – |",
-        f"| peak RSS of the process (kernel, whole process) | {copy['rss_mb']:,.0f} MB (target < 1,536 MB: "
-        f"{'met' if copy['rss_mb'] < 1536 else 'missed'}) |",
+        f"| CPU time of the process (user + system, all threads; start-up included) | {copy.get('cpu_s', 0):,.0f} s |",
+        f"| peak RSS of the process (kernel, whole process) | {copy['rss_mb']:,.0f} MB (target < 1 GB: "
+        f"{'met' if copy['rss_mb'] < 1000 else 'missed'}) |",
         f"| peak temporary disk (anything under TMPDIR; a spool would go there) | {peak_tmp / 2**30:.1f} GiB ({peak_tmp / n:.1f} bytes/row) |",
         f"| peak growth of the whole file system during the run (spool + Delta; other jobs on the disk included) | {peak_fs / 2**30:.1f} GiB |",
         f"| final Delta table | {delta_bytes / 2**30:.1f} GiB, version {back.get('version')}, {back.get('files')} files, "

@@ -152,6 +152,30 @@ def targets(s: dict[str, dict[str, Any]], z: dict[str, Any]) -> list[dict[str, A
             if ro and rr:
                 add(f"ClickHouse merge, {label}: a reader's count + sum afterwards, Loom (`FINAL`) vs raw (no target)",
                     f"{ro / rr:.2f}x ({ro:.2f} s vs {rr:.2f} s)", None)
+    # -- files (issue 27)
+    n = z.get("files")
+    raw, ours, reads = (s.get(f"files_raw@{n}", {}).get("extra", {}), s.get(f"files_loom@{n}", {}).get("extra", {}),
+                        s.get(f"files_reads@{n}", {}).get("extra", {}))
+    if raw.get("bytes") and ours.get("bytes"):
+        add("Files: bytes <= 1.05x delta-rs' writer for the same rows", f"{ours['bytes'] / raw['bytes']:.2f}x "
+            f"({ours['bytes'] / 1e6:.1f} MB in {ours['files']} files of {ours['row_groups_per_file']} row groups, "
+            f"{ours['codec']}; delta-rs {raw['bytes'] / 1e6:.1f} MB in {raw['files']} of {raw['row_groups_per_file']}, "
+            f"{raw['codec']})", ours["bytes"] / raw["bytes"] <= 1.05)
+    for reader, what in (("polars_filtered", "polars `scan_delta().filter().collect()`"),
+                         ("deltalake_filtered", "deltalake `to_pyarrow_table(filters=...)`")):
+        if reads.get(f"{reader}_ratio") is not None:
+            r = reads[f"{reader}_ratio"]
+            add(f"Files: filtered read (one day, 1% of ids) by {what} <= 1.0x the delta-rs-written copy",
+                f"{r:.2f}x ({reads[f'{reader}_loom_s'] * 1000:.0f} ms vs {reads[f'{reader}_raw_s'] * 1000:.0f} ms)", r <= 1.0)
+    if reads.get("polars_whole_ratio") is not None:
+        add("Files: whole-table aggregate by polars vs the delta-rs-written copy (no target)",
+            f"{reads['polars_whole_ratio']:.2f}x", None)
+    n = z.get("files_copy")
+    craw, cours = s.get(f"files_copy_raw@{n}", {}).get("extra", {}), s.get(f"files_copy_loom@{n}", {}).get("extra", {})
+    if craw.get("bytes_per_row") and cours.get("bytes_per_row"):
+        add("Files: ClickHouse -> Delta copy, bytes per row <= delta-rs' writer on the same batches",
+            f"{cours['bytes_per_row']:.2f} vs {craw['bytes_per_row']:.2f} ({cours['bytes_per_row'] / craw['bytes_per_row']:.2f}x)",
+            cours["bytes_per_row"] <= craw["bytes_per_row"])
     return t
 
 

@@ -92,6 +92,9 @@ def sizes(mode: str) -> dict[str, Any]:
         "merge": 20_000_000 // div,
         # -- ClickHouse merge (issue 27): the merge target's rows (the change set is 1/20 of it)
         "chmerge": 20_000_000 // div,
+        # -- files (issue 27)
+        "files": 8_000_000 // div,
+        "files_copy": 10_000_000 // div,  # one of the "copy" sizes: its ch_source set-up is shared
     }
 
 
@@ -184,6 +187,21 @@ def plan(mode: str, official: bool) -> tuple[list[Case], list[Case]]:
             f"raw_chmerge_{kind}", n, shared=stores[f"raw_{layout}"])
         add("9 ClickHouse merge", f"**Loom** `merge` mode, {what}", "ours", "bench.cases_chmerge", f"loom_chmerge_{kind}", n,
             shared=stores[f"loom_{layout}"])
+    # -- files (issue 27)
+    n = s["files"]
+    add("10 file layout", "bare deltalake `write_deltalake` (delta-rs' writer), new table", "raw", "bench.cases_files",
+        "files_raw", n)
+    add("10 file layout", "**Loom** Delta table (DataFrame body, overwrite): Polars-encoded files", "ours",
+        "bench.cases_files", "files_loom", n)
+    add("10 file layout", "filtered read (polars `scan_delta`), **Loom**'s table (both tables read, alternating)", "ours",
+        "bench.cases_files", "files_reads", n)
+    n = s["files_copy"]
+    src_key = f"ch_source@{n}"
+    assert any(c.key == src_key for c in setup), src_key
+    add("10 file layout", "ClickHouse -> Delta: the engine's Arrow batches into `write_deltalake`", "raw",
+        "bench.cases_files", "files_copy_raw", n, shared=src_key)
+    add("10 file layout", "ClickHouse -> Delta: **Loom** two declared tables, streaming source", "ours",
+        "bench.cases_files", "files_copy_loom", n, shared=src_key)
     return setup, cases
 
 

@@ -46,7 +46,7 @@ def test_every_case_ran_and_every_table_reads_back(tiny_run: tuple[Path, dict[st
     assert set(summary) == {c.key for c in cases}
     groups = {c.group for c in cases}
     assert groups == {"1 Delta eager", "2 Delta streaming", "3 ClickHouse write", "4 ClickHouse to Delta",
-                      "5 30-day range", "6 load time", "8 Delta merge", "9 ClickHouse merge"}
+                      "5 30-day range", "6 load time", "8 Delta merge", "9 ClickHouse merge", "10 file layout"}
     for key, row in summary.items():
         case = row["case"]
         assert row["status"] == "ok", (key, row.get("error"))
@@ -72,13 +72,16 @@ def test_every_case_ran_and_every_table_reads_back(tiny_run: tuple[Path, dict[st
         else:
             # the table a writing case names was read back by another process with all N rows,
             # N distinct ids and the right sum of ids
-            (back,) = runs[0]["read_back"]
+            # (the filtered-read case names both tables it read: delta-rs' and Loom's)
+            backs = runs[0]["read_back"]
+            assert len(backs) == (2 if case["name"] == "files_reads" else 1), key
             n = case["rows"]
             if case["group"] == "9 ClickHouse merge":  # the target's ids plus the inserted ones, once each
                 from bench.cases_chmerge import merged_rows
 
                 n = merged_rows(n)
-            assert (back["count"], back["distinct"], back["sum"]) == (n, n, n * (n - 1) // 2), key
+            for back in backs:
+                assert (back["count"], back["distinct"], back["sum"]) == (n, n, n * (n - 1) // 2), key
 
 
 @pytest.mark.timeout(900)
@@ -102,3 +105,17 @@ def test_results_page_and_chart(tiny_run: tuple[Path, dict[str, Any], str]) -> N
                                 and not r["case"]["name"].startswith("dagster_noop"))
     png = out / "results.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+@pytest.mark.timeout(900)
+def test_file_layout_cases_report_what_is_on_disk(tiny_run: tuple[Path, dict[str, Any], str]) -> None:
+    _, data, _ = tiny_run
+    rows = {r["case"]["name"]: r["extra"] for r in data["summary"].values() if r["case"]["group"] == "10 file layout"}
+    for name in ("files_raw", "files_loom", "files_copy_raw", "files_copy_loom"):
+        assert rows[name]["bytes"] > 0 and rows[name]["files"] >= 1 and rows[name]["orphans"] == 0, name
+    assert rows["files_loom"]["codec"] == "ZSTD" and rows["files_raw"]["codec"] == "SNAPPY"
+    reads = rows["files_reads"]
+    assert reads["rows_selected"] > 0
+    assert {"polars_filtered_ratio", "deltalake_filtered_ratio", "polars_whole_ratio"} <= set(reads)
+    targets = {t["target"] for t in data["targets"]}
+    assert any(t.startswith("Files: bytes") for t in targets)

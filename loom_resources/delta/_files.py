@@ -32,6 +32,7 @@ from urllib.parse import quote, urlsplit
 import polars as pl
 
 from loom_resources import dtypes as t
+from loom_resources.delta import _layout
 from loom_resources.delta._batches import BatchSource
 from loom_resources.delta._commit import commit_properties, committed_version, is_conflict
 from loom_resources.delta._location import DeltaLocation
@@ -47,7 +48,7 @@ if TYPE_CHECKING:
 
 __all__ = ["TARGET_FILE_BYTES", "ParquetFiles", "replace_filter", "supported"]
 
-#: In-memory size of the rows one data file holds (~20-40 MiB of Parquet). A write holds about
+#: In-memory size of the rows one data file holds (~5-20 MiB of zstd Parquet, ``_layout``). A write holds about
 #: 2-3 times this while a file is encoded: peak RSS of a 50M-row ClickHouse -> Delta copy was
 #: 712 / 786 / 970 MB at 32 / 64 / 128 MiB; compaction (``DeltaResource.optimize``) merges files.
 TARGET_FILE_BYTES = 64 * 2**20
@@ -228,7 +229,7 @@ class ParquetFiles:
         for key, part in groups:
             values = {c: partition_value(v) for c, v in zip(self.partition_by, key, strict=True)}
             rel = "".join(f"{_dir_name(c, values[c])}/" for c in self.partition_by)
-            rel += f"part-00000-{uuid.uuid4()}-c000.snappy.parquet"
+            rel += f"part-00000-{uuid.uuid4()}-c000{_layout.LAYOUT.suffix}"
             self._written.append(rel)
             jobs.append((rel, values, part))
 
@@ -251,12 +252,12 @@ class ParquetFiles:
         if self.store.local:
             path = os.path.join(self.loc.uri, rel)
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            df.write_parquet(path, compression="snappy")
+            _layout.LAYOUT.write(df, path)
             return os.path.getsize(path)
-        # object stores: encoded in memory (one file, ~20-40 MiB) and stored by delta-rs' object
+        # object stores: encoded in memory (one file, ~5-20 MiB) and stored by delta-rs' object
         # store in the background while the next file is encoded (at most _UPLOADS_IN_FLIGHT wait)
         buf = io.BytesIO()
-        df.write_parquet(buf, compression="snappy")
+        _layout.LAYOUT.write(df, buf)
         data = buf.getvalue()
         self._slots.acquire()
         with self._lock:
