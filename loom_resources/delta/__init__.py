@@ -26,7 +26,7 @@ from loom_resources.capabilities import Capabilities
 from loom_resources.delta._faults import store_faults
 from loom_resources.delta._types import schema_from_delta, storable, to_delta
 from loom_resources.dtypes import ColumnSchema, Schema
-from loom_resources.errors import SchemaMismatchError, SpecError, TableNotFoundError
+from loom_resources.errors import SchemaMismatchError, TableNotFoundError
 from loom_resources.model import (
     Observation,
     RunParams,
@@ -42,18 +42,15 @@ from loom_resources.run_records import RUN_RECORDS_REF
 
 if TYPE_CHECKING:
     import polars as pl
-else:
-    pl = lazy_import("polars")  # imported when data moves, not when the code location loads
-
-if TYPE_CHECKING:
     from deltalake import DeltaTable
 
     from loom_resources.delta._location import DeltaLocation
     from loom_resources.delta._write import DeltaWrite, Outcome
+else:
+    pl = lazy_import("polars")  # imported when data moves, not when the code location loads
 
-# Why the delta-rs modules are imported inside the methods: a code location builds this resource
-# and asks it for expected schemas only; deltalake (~20-40 ms) loads with the first table read or
-# written, not with every load of the location (``dagster definitions validate``, run workers).
+# delta-rs modules are imported inside the methods: a code location builds this resource for expected
+# schemas only; deltalake (~20-40 ms) loads with the first read or write, not at every location load.
 
 __all__ = ["DeltaResource"]
 
@@ -298,14 +295,14 @@ class DeltaResource(ConfigurableResource):
                 DeltaStoreFullError / DeltaPermissionError / DeltaStoreUnreachableError (from
                 ``loom_resources.delta._faults``) name the table, its location and what to do.
         """
-        from loom_resources.delta._location import check_writable_root
+        from loom_resources.delta._location import check_writable_root, refuse_case_variant_of_loom
         from loom_resources.delta._maintenance import sweep_once
         from loom_resources.delta._write import result
 
         if spec.backend.value != "delta":
             raise ValueError(f"table {spec.ref} is declared for backend {spec.backend.value!r}, not delta")
         self.capabilities.check(spec, "delta")
-        _refuse_case_variant_of_loom(spec.ref)
+        refuse_case_variant_of_loom(spec.ref)
         frame = to_frame(frame)
         if not self._is_remote():
             check_writable_root(Path(self.resolved_root()), configured=bool(self.root))
@@ -395,16 +392,6 @@ class DeltaResource(ConfigurableResource):
         orphans = self.sweep_orphan_files(ref)
         return (f"{ref}: optimize {compacted.get('numFilesRemoved', 0)} files compacted, vacuum removed "
                 f"{len(removed)} files, sweep removed {len(orphans)} orphaned files")
-
-
-def _refuse_case_variant_of_loom(ref: TableRef) -> None:
-    """Refuse ``Loom.x``, ``LOOM.x``...: on a case-insensitive file system (macOS, Windows) they
-    are the directory of Loom's own ``loom`` schema (the audit table). ``loom`` itself is written
-    by this resource (``loom.run_records``); declaring a table there is refused at load."""
-    schema = RUN_RECORDS_REF.schema
-    if ref.schema != schema and ref.schema.casefold() == schema.casefold():
-        raise SpecError(f"table {ref}: schema {ref.schema!r} is reserved (a case variant of Loom's own "
-                        f"schema {schema!r}, the same directory on a case-insensitive file system); rename it")
 
 
 def _write_log(spec: TargetSpec) -> Callable[[str], None]:

@@ -9,9 +9,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 from deltalake import DeltaTable
 
-from loom_resources.errors import BackendUnavailableError
+from loom_resources.errors import BackendUnavailableError, SpecError
+from loom_resources.model import TableRef
+from loom_resources.run_records import RUN_RECORDS_REF
 
-__all__ = ["DeltaLocation", "check_writable_root", "display_uri"]
+__all__ = ["DeltaLocation", "check_writable_root", "display_uri", "refuse_case_variant_of_loom"]
 
 
 def check_writable_root(root: Path, *, configured: bool) -> None:
@@ -82,3 +84,13 @@ class DeltaLocation:
         except OSError as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise BackendUnavailableError(f"cannot reach the Delta table at {self.display_uri}: {first}") from exc
+
+
+def refuse_case_variant_of_loom(ref: TableRef) -> None:
+    """Refuse ``Loom.x``, ``LOOM.x``...: on a case-insensitive file system (macOS, Windows) they
+    are the directory of Loom's own ``loom`` schema (the audit table). ``loom`` itself is written
+    by this resource (``loom.run_records``); declaring a table there is refused at load."""
+    schema = RUN_RECORDS_REF.schema
+    if ref.schema != schema and ref.schema.casefold() == schema.casefold():
+        raise SpecError(f"table {ref}: schema {ref.schema!r} is reserved (a case variant of Loom's own "
+                        f"schema {schema!r}, the same directory on a case-insensitive file system); rename it")
