@@ -1,7 +1,7 @@
 """Store faults on Delta writes and reads give errors naming the table, where it lives and what to
 do, and leave the table exactly as it was.
 
-* disk full: a 4 MB tmpfs under the Delta root (needs ``mount``; skipped with the reason otherwise);
+* disk full: a 1 MB tmpfs under the Delta root (needs ``mount``; skipped with the reason otherwise);
   the write runs in a writer process (delta-rs may panic in a background thread after ENOSPC);
 * permission: the table directory made immutable with ``chattr +i`` (root ignores mode bits;
   skipped with the reason when chattr is not available);
@@ -27,7 +27,7 @@ from loom_resources.model import RunParams, SourceSpec, TableRef
 
 @pytest.fixture
 def tiny_disk(tmp_path: Path) -> Iterator[Path]:
-    with mounted_tmpfs(tmp_path / "tiny", "4m") as mount:
+    with mounted_tmpfs(tmp_path / "tiny", "1m") as mount:  # 2M rows of zstd Parquet no longer fill 4 MB
         yield mount
 
 
