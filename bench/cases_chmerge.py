@@ -38,60 +38,17 @@ import time
 from typing import Any
 
 from bench.cases import CH_LIBS, Loom, _ch_table, _columns, _preload
+from bench.cases_merge import changes, n_changes  # the Delta merge cases' change sets, row for row
 from bench.workload import BASE_DAY, DAYS, child_main, run_outcome
 
-SEED = 27
 KINDS = ("clustered", "random", "partitioned")
 CH_COLUMNS = "(`id` Int64, `day` Date32, `amount` Nullable(Float64), `sku` Nullable(String))"
-
-
-def n_changes(n: int) -> int:
-    """The change set's size for a target of ``n`` rows (1M for 20M)."""
-    return max(2, n // 20)
 
 
 def merged_rows(n: int) -> int:
     """Rows of a merged table: the target's plus the inserted ones (ids 0 .. that - 1)."""
     c = n_changes(n)
     return n + (c - c // 2)
-
-
-def _rows(ids: Any, *, amount_bump: float = 0.0, days: int = DAYS) -> Any:
-    import polars as pl
-
-    return [
-        ids.alias("id"),
-        (pl.lit(BASE_DAY) + pl.duration(days=ids % days)).cast(pl.Date).alias("day"),
-        (ids.cast(pl.Float64) * 0.5 + amount_bump).alias("amount"),
-        (pl.lit("sku-") + (ids % 1000).cast(pl.String)).alias("sku"),
-    ]
-
-
-def changes(kind: str, n: int) -> Any:
-    """The change set of ``kind`` for an ``n``-row target (a DataFrame in the workload's schema),
-    the same rows as the Delta merge cases' change sets."""
-    import polars as pl
-
-    c = n_changes(n)
-    half = c // 2
-    new = pl.int_range(n, n + (c - half), eager=True, dtype=pl.Int64)
-    if kind == "clustered":
-        upd = pl.int_range(n - half, n, eager=True, dtype=pl.Int64)
-    elif kind == "random":
-        upd = pl.int_range(0, n, eager=True, dtype=pl.Int64).sample(half, seed=SEED).sort()
-    elif kind == "partitioned":
-        # ids of days 0..2 (id % 30 < 3), every k-th of them, and new ids put into those days
-        step = max(1, (n // 10) // half)
-        day_ids = pl.int_range(0, n, eager=True, dtype=pl.Int64).filter((pl.int_range(0, n, eager=True) % DAYS) < 3)
-        upd = day_ids.gather_every(step).head(half)
-        frame = pl.DataFrame({"i": upd}).select(_rows(pl.col("i"), amount_bump=1.0))
-        ins = pl.DataFrame({"i": new}).select(_rows(pl.col("i"), days=3))
-        return pl.concat([frame, ins]).sample(fraction=1.0, shuffle=True, seed=SEED)
-    else:
-        raise ValueError(kind)
-    frame = pl.concat([pl.DataFrame({"i": upd}).select(_rows(pl.col("i"), amount_bump=1.0)),
-                       pl.DataFrame({"i": new}).select(_rows(pl.col("i")))])
-    return frame if kind == "clustered" else frame.sample(fraction=1.0, shuffle=True, seed=SEED)
 
 
 def _layout(kind: str) -> str:
