@@ -8,6 +8,7 @@ from collections.abc import Generator, Iterator
 from typing import TYPE_CHECKING
 
 from loom_resources._lazy import lazy_import
+from loom_resources._prefetch import prefetch
 from loom_resources.clickhouse._client import ClickHouseConnection
 from loom_resources.clickhouse._discovery import ch_columns, table_engine
 from loom_resources.clickhouse._spool import new_spool, write_spool
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
 __all__ = ["arrow_batches", "read_sql", "source_sql", "stream_sql"]
 
 _STREAM_BATCH_ROWS = 131_072
+#: Arrow batches the engine may read ahead of a streaming read's consumer (~4 MiB each)
+_PREFETCH_BLOCKS = 2
 
 
 def source_sql(conn: ClickHouseConnection, spec: SourceSpec, params: RunParams) -> tuple[str, Schema]:
@@ -119,7 +122,9 @@ def _stream(
 ) -> Iterator[pl.DataFrame]:
     exprs: list[pl.Expr] | None = None
     left = n_rows
-    batches = arrow_batches(conn, sql)
+    # the engine reads and converts the next blocks in a thread of its own while this batch is
+    # handed on (the consumer's thread converts, validates and encodes)
+    batches = prefetch(arrow_batches(conn, sql), _PREFETCH_BLOCKS, name="loom-clickhouse-read")
     try:
         for batch in batches:
             if batch.num_rows == 0:

@@ -6,13 +6,15 @@ every batch is validated inside the reader, so an invalid batch raises before de
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import logging
+from collections.abc import Callable, Generator, Iterator
 from typing import TYPE_CHECKING
 
 import polars as pl
 from dagster import get_dagster_logger
 
 from loom_resources import dtypes as t
+from loom_resources._prefetch import prefetch
 from loom_resources.delta._types import storable
 from loom_resources.dtypes import DataType, Schema
 from loom_resources.errors import DataValidationError
@@ -25,6 +27,9 @@ __all__ = ["BatchSource", "as_arrow", "batch_schema", "storable_exprs", "whole_m
 
 Frame = pl.LazyFrame | pl.DataFrame
 _LOG_EVERY_BATCHES = 10  # progress in the log (and the demo's console line) on long streaming writes
+#: Validated batches a streaming write's source may run ahead of its encoder (~4 MiB each at the
+#: ClickHouse reader's 131,072 rows): enough to keep both busy, little enough for the RSS bound.
+_PREFETCH_BATCHES = 4
 
 
 def storable_exprs(columns: Schema) -> list[pl.Expr]:
@@ -153,7 +158,7 @@ class BatchSource:
         return pa.RecordBatchReader.from_batches(
             without_views(self.schema), (b for df in self.frames() for b in as_arrow(df, self.schema)))
 
-    def frames(self) -> Iterator[pl.DataFrame]:
+    def frames(self) -> Generator[pl.DataFrame, None, None]:
         """The whole write's data for one commit attempt: validated frames in the storable types
         (the collected frame once when eager, else the streaming engine's batches)."""
         self.error = None
@@ -164,8 +169,12 @@ class BatchSource:
                 self.rows = df.height
             yield self._eager
             return
+        # a thread runs the source (and the validation) ahead of the consumer's encoding
+        yield from prefetch(self._streamed(get_dagster_logger()), _PREFETCH_BATCHES, name=f"loom-read-{self.table}")
+
+    def _streamed(self, log: logging.Logger) -> Iterator[pl.DataFrame]:
+        """The streaming engine's validated batches (run by :func:`prefetch`'s thread)."""
         self.rows = 0
-        log = get_dagster_logger()
         assert isinstance(self.frame, pl.LazyFrame)
         try:
             for i, df in enumerate(self.frame.collect_batches(engine="streaming")):

@@ -207,11 +207,14 @@ class ParquetFiles:
             adds: list[AddAction] = []
             if self.store is None:
                 self.store = StoreFiles(self.loc)
+            frames = self.source.frames()
             try:
-                for chunk in _chunks(self.source.frames(), self.target_bytes):
+                for chunk in _chunks(frames, self.target_bytes):
                     adds += self._write(chunk)
                 self._finish_uploads()
             except BaseException:
+                # stop the source now (its read-ahead thread and query), not when the traceback is freed
+                frames.close()
                 self._finish_uploads(quiet=True)
                 self.discard()
                 raise
