@@ -200,11 +200,25 @@ def test_the_encoder_failing_stops_the_source_and_its_threads(ch: ClickHouseReso
             raise OSError(28, "No space left on device")
         return real_put(self, rel, df)
 
+    real_batches, query_open = ch_read.arrow_batches, []
+
+    def tracked(conn: Any, sql: str) -> Iterator[Any]:
+        query_open.append(True)
+        try:
+            yield from real_batches(conn, sql)
+        finally:
+            query_open[-1] = False  # closed: the engine's query is cancelled
+
+    monkeypatch.setattr(ch_read, "arrow_batches", tracked)
     monkeypatch.setattr(files.ParquetFiles, "_put", disk_full)
     delta = DeltaResource(root=str(tmp_path), parquet_writer="polars")
     lf = ch.read_streaming(SourceSpec(ref), RunParams())
-    with pytest.raises(LoomError, match="No space left"):
+    with pytest.raises(LoomError, match="No space left") as info:
         delta.write(lf, _target("full"), RunParams(), streaming=True)
-    assert _loom_threads() == []  # the read-ahead threads ended with the write, not at garbage collection
+    # the source query and the read-ahead threads ended with the write, while the error (and its
+    # traceback, which holds the write's frames) is still alive: not at garbage collection
+    assert query_open == [False], "the source query still runs after the write failed"
+    assert _loom_threads() == []
+    del info
     assert not Path(delta.table_uri(TableRef("s", "full"))).exists() or not list(
         Path(delta.table_uri(TableRef("s", "full"))).glob("*.parquet"))
