@@ -22,8 +22,7 @@ import polars as pl
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
-from loom_resources.delta import DeltaResource
-from loom_resources.delta import _files, _rewrite
+from loom_resources.delta import DeltaResource, _files, _rewrite
 from loom_resources.dtypes import ColumnSchema as C
 from loom_resources.model import RunParams, TargetSpec
 
