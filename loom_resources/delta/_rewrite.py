@@ -121,6 +121,7 @@ class _Plan:
             self.removed.append((rel, int(act["size_bytes"]), {c: partition_value(v) for c, v in part.items()}))
             self.rows_removed += df.height - survivors.height
             self.rows_copied += survivors.height
+            del df  # not held while the survivors are encoded: memory stays about one file
             if survivors.height:
                 yield survivors
         yield self.data
