@@ -281,3 +281,26 @@ def test_a_failure_mid_write_leaves_the_table_as_it_was(delta: DeltaResource, mo
     assert DeltaTable(uri).version() == v
     assert read_both(delta, ref, ["id"]).equals(before)
     assert on_disk(delta, ref) == disk  # the files written before the failure were deleted
+
+
+def test_partition_values_that_need_escaping(delta: DeltaResource) -> None:
+    """Partition directories are URL-escaped in the log's paths: the files read and removed are
+    the right ones."""
+    cols = (C("id", "int64", nullable=False), C("region", "string", nullable=False), C("amount", "float64"))
+    regions = ["north east", "a/b%", "plain"]
+
+    def rrows(ids: range | list[int], bump: float = 0.0) -> pl.DataFrame:
+        ids = list(ids)
+        return pl.DataFrame({"id": ids, "region": [regions[i % 3] for i in ids], "amount": [i + bump for i in ids]},
+                            schema={"id": pl.Int64, "region": pl.String, "amount": pl.Float64})
+
+    ref = f"s_{uuid.uuid4().hex[:6]}.t"
+    delta.write(rrows(range(300)), TargetSpec(ref, "delta", cols, mode="append", partition_by=("region",)), RunParams())
+    before = read_both(delta, ref, ["id"])
+    change = rrows([0, 1, 3, 4, 300, 301], 0.5)  # "north east" and "a/b%" only
+    delta.write(change, spec(ref, cols=cols, partition_by=("region",)), RunParams())
+    commit = last_commit(delta, ref)
+    assert info(commit)["loomOperation"] == _rewrite.OPERATION
+    assert {a["remove"]["partitionValues"]["region"] for a in commit if "remove" in a} == {"north east", "a/b%"}
+    assert read_both(delta, ref, ["id"]).equals(upsert(before, change, ["id"]))
+    assert on_disk(delta, ref) <= _referenced_ever(delta.table_uri(ref))
