@@ -306,8 +306,7 @@ class DeltaResource(ConfigurableResource):
         frame = to_frame(frame)
         if not self._is_remote():
             check_writable_root(Path(self.resolved_root()), configured=bool(self.root))
-        # the sweep's table is the write's snapshot too (one log load less)
-        opened = sweep_once(self, spec.ref) if self.sweep_on_first_write else None
+        opened = sweep_once(self, spec.ref) if self.sweep_on_first_write else None  # the write's snapshot too
         loc = self._location(spec.ref)
         with store_faults(str(spec.ref), loc.display_uri, f"writing ({spec.mode.value})"):
             w, out = self._execute(frame, spec, params, write_ctx, loc, streaming, opened)
