@@ -306,18 +306,18 @@ class DeltaResource(ConfigurableResource):
         frame = to_frame(frame)
         if not self._is_remote():
             check_writable_root(Path(self.resolved_root()), configured=bool(self.root))
-        if self.sweep_on_first_write:
-            sweep_once(self, spec.ref)
+        opened = sweep_once(self, spec.ref) if self.sweep_on_first_write else None  # the write's snapshot too
         loc = self._location(spec.ref)
         with store_faults(str(spec.ref), loc.display_uri, f"writing ({spec.mode.value})"):
-            w, out = self._execute(frame, spec, params, write_ctx, loc, streaming)
+            w, out = self._execute(frame, spec, params, write_ctx, loc, streaming, opened)
             res = result(w, out)
         _write_log(spec)(f"{spec.ref}: wrote {res.rows_written} rows, now at version {res.version}"
                          + (" (skipped: already committed)" if res.skipped else ""))
         return res
 
     def _execute(self, frame: pl.LazyFrame | pl.DataFrame, spec: TargetSpec, params: RunParams,
-                 write_ctx: WriteContext | None, loc: DeltaLocation, streaming: bool) -> tuple[DeltaWrite, Outcome]:
+                 write_ctx: WriteContext | None, loc: DeltaLocation, streaming: bool,
+                 opened: DeltaTable | None = None) -> tuple[DeltaWrite, Outcome]:
         from loom_resources.delta._history import write_history
         from loom_resources.delta._merge import merge_table
         from loom_resources.delta._write import prepare_write, write_table
@@ -326,7 +326,7 @@ class DeltaResource(ConfigurableResource):
             w, out = write_history(frame, spec, loc, params, write_ctx, resource_audit=self.audit_columns)
         else:
             w = prepare_write(frame, spec, params, write_ctx, loc, requested_streaming=streaming,
-                              resource_audit=self.audit_columns)
+                              resource_audit=self.audit_columns, opened=opened)
             parts = f", {len(params.partition_keys)} partitions" if params.partition_keys else ""
             _write_log(spec)(f"{spec.ref}: {spec.mode.value} write to {loc.display_uri} "
                              f"({'streaming' if w.plan.streaming else 'eager'}{parts})")

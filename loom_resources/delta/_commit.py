@@ -65,7 +65,8 @@ def committed_version(loc: DeltaLocation, read_version: int, commit_id: str) -> 
 
 
 def commit_properties(loc: DeltaLocation, app_id: str | None, *, internal_retries: bool = True,
-                      predicate: str | None = None, commit_id: str | None = None) -> CommitProperties:
+                      predicate: str | None = None, commit_id: str | None = None,
+                      extra: dict[str, Any] | None = None) -> CommitProperties:
     """Commit properties recording the write's app transaction (for idempotent retries).
 
     ``internal_retries=False``: delta-rs does not move the commit to a later version itself (a
@@ -73,12 +74,14 @@ def commit_properties(loc: DeltaLocation, app_id: str | None, *, internal_retrie
     a conflict check, measured with deltalake 1.6). ``predicate``: the rows an overwrite replaced,
     recorded in the history's ``operationParameters`` as ``write_deltalake`` records its own.
     ``commit_id``: recorded under :data:`COMMIT_ID_KEY` (see :func:`committed_version`).
+    ``extra``: more commitInfo entries (delta-rs refuses the keys it generates, e.g. ``operation``).
     """
     txns = [Transaction(app_id, 1)] if app_id else None
     retries = loc.max_commit_retries if internal_retries else 0
     meta: dict[str, Any] = {"operationParameters": {"predicate": predicate}} if predicate else {}
     if commit_id:
         meta[COMMIT_ID_KEY] = commit_id
+    meta.update(extra or {})
     return CommitProperties(app_transactions=txns, max_commit_retries=retries, custom_metadata=meta or None)
 
 

@@ -26,14 +26,13 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urlsplit
 
 import polars as pl
 
 from loom_resources import dtypes as t
 from loom_resources.delta import _layout
-from loom_resources.delta._batches import BatchSource
 from loom_resources.delta._commit import commit_properties, committed_version, is_conflict
 from loom_resources.delta._location import DeltaLocation
 from loom_resources.delta._stats import STATS_COLUMNS_PROPERTY, file_stats, stats_columns
@@ -46,7 +45,7 @@ if TYPE_CHECKING:
     from deltalake import DeltaTable
     from deltalake.transaction import AddAction
 
-__all__ = ["TARGET_FILE_BYTES", "ParquetFiles", "replace_filter", "supported"]
+__all__ = ["TARGET_FILE_BYTES", "FrameSource", "ParquetFiles", "replace_filter", "supported"]
 
 #: In-memory size of the rows one data file holds (~5-20 MiB of zstd Parquet, ``_layout``). A write holds about
 #: 2-3 times this while a file is encoded: peak RSS of a 50M-row ClickHouse -> Delta copy was
@@ -67,6 +66,14 @@ _UPLOADS_IN_FLIGHT = 2
 # GCS and Azure would take the same code path but keep delta-rs' writer until they are tested, as
 # do ``file://`` and ``memory://`` URIs.
 _OBJECT_STORES = ("s3", "s3a")
+
+
+class FrameSource(Protocol):
+    """Where a write's frames come from: a ``_batches.BatchSource``, or a merge's rewritten rows."""
+
+    def frames(self) -> Iterator[pl.DataFrame]:
+        """The frames to write, validated and in the storable types."""
+        ...
 
 
 def _writable(loc: DeltaLocation) -> bool:
@@ -171,13 +178,13 @@ class ParquetFiles:
 
     Args:
         loc: The table's location.
-        source: The validated frames of the write.
+        source: The validated frames of the write (anything with ``frames()``, as ``FrameSource``).
         columns: The written columns in storable types.
         partition_by: The table's partition columns.
         schema: The storable Arrow schema (the schema of a table this write creates).
     """
 
-    def __init__(self, loc: DeltaLocation, source: BatchSource, columns: Schema, partition_by: Sequence[str],
+    def __init__(self, loc: DeltaLocation, source: FrameSource, columns: Schema, partition_by: Sequence[str],
                  schema: pa.Schema, *, target_bytes: int | None = None) -> None:
         self.loc, self.source, self.partition_by, self.schema = loc, source, tuple(partition_by), schema
         self.types = {c.name: c.dtype for c in columns}
@@ -307,6 +314,15 @@ class ParquetFiles:
                 pass  # removes what is left; the write's own error must not be masked by this one)
         self._written, self.adds = [], None
 
+    def use_table_stats(self, table: DeltaTable) -> None:
+        """Collect the statistics ``table`` lists (``delta.dataSkippingStatsColumns``; none: every
+        column, by ``_stats``' rule) in the files written after this call."""
+        conf = table.metadata().configuration
+        listed = conf.get(STATS_COLUMNS_PROPERTY)
+        self.stats_only = None if listed is None else {c.strip().strip("`") for c in listed.split(",") if c.strip()}
+        if listed is None and conf.get("delta.dataSkippingNumIndexedCols") == "0":
+            self.stats_only = set()
+
     def commit(self, table: DeltaTable | None, *, mode: str, replace: list[tuple[str, str, Any]] | None,
                app_id: str | None, predicate: str | None = None) -> int:
         """One commit of the files: creating the table (``table is None``), appending, or
@@ -316,12 +332,7 @@ class ParquetFiles:
         from deltalake.transaction import create_table_with_add_actions
 
         if self.adds is None and table is not None:
-            # the table's own list of statistics columns (none: every column, by _stats' rule)
-            conf = table.metadata().configuration
-            listed = conf.get(STATS_COLUMNS_PROPERTY)
-            self.stats_only = None if listed is None else {c.strip().strip("`") for c in listed.split(",") if c.strip()}
-            if listed is None and conf.get("delta.dataSkippingNumIndexedCols") == "0":
-                self.stats_only = set()
+            self.use_table_stats(table)
         adds = self.actions()
         commit_id = uuid.uuid4().hex
         read_version = table.version() if table is not None else -1

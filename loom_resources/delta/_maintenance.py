@@ -70,17 +70,24 @@ def _check_columns_exist(table: DeltaTable, names: tuple[str, ...] | list[str], 
         raise SchemaMismatchError(ref, [f"column(s) {unknown} do not exist"])
 
 
-def sweep_once(resource: DeltaResource, ref: TableRef) -> None:
-    """The orphan sweep of ``ref`` by ``resource``, the first time this
-    process writes the table; never fails the write (maintenance retries it)."""
-    if str(ref) in _SWEPT or not resource.exists(ref):
-        return
+def sweep_once(resource: DeltaResource, ref: TableRef) -> DeltaTable | None:
+    """The orphan sweep of ``ref`` by ``resource``, the first time this process writes the
+    table; never fails the write (maintenance retries it). Returns the table it opened to check
+    that one exists (``None``: no table, or swept before), so the write need not load it again:
+    the sweep commits nothing, so it is the write's snapshot as much as one opened after it."""
+    if str(ref) in _SWEPT:
+        return None
+    table = resource._open(ref)
+    if table is None:
+        return None
     _SWEPT.add(str(ref))
+    hours = resource.orphan_min_age_hours
     try:
-        removed = resource.sweep_orphan_files(ref)
+        removed = sweep(resource._location(ref), str(ref), hours=hours, dry_run=False)
     except Exception as exc:  # noqa: BLE001 - a failed sweep must not fail the write; it is retried in maintenance
         get_dagster_logger().warning(f"{ref}: orphan sweep skipped: {exc}")
-        return
+        return table
     if removed:
         get_dagster_logger().info(f"{ref}: removed {len(removed)} orphaned file(s) older than "
-                                  f"{resource.orphan_min_age_hours:g} h left by earlier failed writes")
+                                  f"{hours:g} h left by earlier failed writes")
+    return table

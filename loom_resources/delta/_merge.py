@@ -1,4 +1,9 @@
-"""The ``merge`` (upsert) mode on Delta: one ``MERGE`` commit on the merge keys.
+"""The ``merge`` (upsert) mode on Delta: one commit on the merge keys.
+
+Plain tables Loom's Polars encoder covers are merged by rewriting the files that hold changed
+keys (``_rewrite``: faster than delta-rs' merge, and stricter against concurrent writers); the
+rest (change data feed, constraints, column mapping, deletion vectors, schema evolution,
+``delete_unmatched``, ``parquet_writer="delta-rs"``) by delta-rs' ``MERGE``, as below.
 
 The frame is collected: duplicate keys must be found across the whole frame before anything
 is written, and delta-rs joins the table with the whole change set. A change set larger than
@@ -29,6 +34,7 @@ import polars as pl
 from loom_resources.conform import frame_partitions
 from loom_resources.delta._batches import as_arrow
 from loom_resources.delta._commit import commit_properties, render, with_retries
+from loom_resources.delta._rewrite import applies, rewrite_merge
 from loom_resources.delta._stats import file_bounds
 from loom_resources.delta._write import DeltaWrite, Outcome, merge_metric_counts
 from loom_resources.errors import ChangeSetTooLargeError
@@ -150,6 +156,7 @@ def merge_table(w: DeltaWrite) -> Outcome:
     snapshot = w.snapshots()
 
     used: list[DeltaTable] = []  # the table object the merge committed through (moved to its version)
+    version: list[int] = []  # the version a rewrite committed (its table object stays at the snapshot)
 
     def attempt() -> dict[str, int] | None:
         # a merge is idempotent on its keys: a retry (or a concurrent attempt of the same write)
@@ -159,6 +166,12 @@ def merge_table(w: DeltaWrite) -> Outcome:
             w.commit(as_arrow(data, w.schema), mode="append", create=True)
             return None
         predicate = " AND ".join(conds)
+        if applies(w, table):
+            # Polars rewrites the files holding changed keys (faster than delta-rs' merge; see _rewrite)
+            done = rewrite_merge(w, table, data, values, predicate)
+            used[:] = [table]
+            version[:] = [done.version]
+            return done.metrics
         # delete_unmatched must see every target row of the written partitions (delta-rs then
         # scans them whole anyway), so its condition is not narrowed by key ranges
         ranges = None if spec.delete_unmatched else key_ranges(table, data, spec.merge_keys)
@@ -179,10 +192,11 @@ def merge_table(w: DeltaWrite) -> Outcome:
         if spec.delete_unmatched:
             merger = merger.when_not_matched_by_source_delete(target_parts)
         metrics = merge_metric_counts(dict(merger.execute()))
-        used[:] = [table]
+        used[:], version[:] = [table], []
         return metrics
 
     metrics = with_retries(spec.ref, w.loc, attempt, source)
     if metrics is None:  # the write created the table: version 0
         return Outcome(rows=df.height, version=0)
-    return Outcome(rows=df.height, partitions=values, merge_metrics=metrics, table=used[0])
+    return Outcome(rows=df.height, partitions=values, merge_metrics=metrics, table=used[0],
+                   version=version[0] if version else None)

@@ -121,13 +121,16 @@ def prepare_write(
     *,
     requested_streaming: bool,
     resource_audit: bool,
+    opened: DeltaTable | None = None,
 ) -> DeltaWrite:
     """Plan the write against the stored table, conform the frame and prepare the batch schema.
+
+    ``opened``: the table loaded just before (by the orphan sweep); ``None``: loaded here.
 
     Raises:
         SchemaMismatchError / UnsupportedTypeError / PredicateError: before anything is written.
     """
-    table = loc.open()
+    table = opened if opened is not None else loc.open()
     stored = schema_from_delta(table.schema()) if table is not None else None
     declared = storable_columns(spec.stored_columns())  # raises UnsupportedTypeError naming the column
     types = {x.name: x.dtype for x in (stored or declared)}
