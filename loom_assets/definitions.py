@@ -41,23 +41,35 @@ _frozen = False
 def gc_frozen_first_build(enabled: bool = True) -> Iterator[bool]:
     """Around the first build of the process, move what is alive into the permanent generation of
     Python's cyclic garbage collector (:func:`gc.freeze`): the imported libraries before the
-    build, the definitions after it. Yields whether this build freezes.
+    build, the definitions after it; and pause the collector during that build. Yields whether
+    this build freezes.
 
     Why by hand: the libraries and the definitions live as long as the process (a code server, a
     run worker, the CLI), yet every full collection would scan all of them again, and building
     the definitions and Dagster's own load of them (resolving jobs, snapshots) allocate enough to
     trigger many. Frozen, they are skipped (``dagster definitions validate`` of 200 tables:
-    ``bench/overhead.py``). Only the first build freezes, so a process that builds definitions
+    ``bench/overhead.py``). The build itself allocates mostly objects that live as long as the
+    definitions, so the collections it would trigger find little and cost much (1,000 tables:
+    ~0.4 s of CPU of the location's ~2.4 s, docs/performance.md "Load time"); paused, one
+    collection at its end frees its cyclic garbage before the freeze, so nothing but the
+    definitions is kept. Only the first build freezes, so a process that builds definitions
     again and again (a test session) keeps at most the cyclic garbage alive at its first build.
     """
     global _frozen
     first = enabled and not _frozen
+    was_enabled = gc.isenabled()
     if first:
         _frozen = True
         gc.freeze()
-    yield first
-    if first:
-        gc.freeze()
+        gc.disable()
+    try:
+        yield first
+    finally:
+        if first:
+            gc.collect()  # the build's own cyclic garbage, before what is left is frozen
+            gc.freeze()
+            if was_enabled:
+                gc.enable()
 
 
 def build_definitions(
