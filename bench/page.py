@@ -150,7 +150,8 @@ def targets(s: dict[str, dict[str, Any]], z: dict[str, Any]) -> list[dict[str, A
             if ours and raw:
                 add(f"ClickHouse merge, {label}: <= 1.0x raw `INSERT ... SELECT` + `REPLACE PARTITION`",
                     f"{ours / raw:.2f}x ({ours:.2f} s vs {raw:.2f} s)", ours / raw <= 1.0,
-                    "the Loom time is a whole `dagster.materialize()`")
+                    "the Loom time is a whole `dagster.materialize()` (its ledger, moved-key check, run record "
+                    "and version included); both import polars, pyarrow, clickhouse-connect and chDB before the clock")
             ro, rr = (s.get(f"{impl}_chmerge_{kind}@{n}", {}).get("extra", {}).get("read_s") for impl in ("loom", "raw"))
             if ro and rr:
                 add(f"ClickHouse merge, {label}: a reader's count + sum afterwards, Loom (`FINAL`) vs raw (no target)",

@@ -12,6 +12,7 @@ import pytest
 from test_platform import ch  # its rows read by a client of its own, not the resource that wrote them
 
 import loom_resources.clickhouse._client as client_module
+import loom_resources.clickhouse._inplace as inplace_module
 from loom_resources.clickhouse import ClickHouseResource
 from loom_resources.clickhouse._inplace import engine_handle, insert_in_place
 from loom_resources.dtypes import ColumnSchema
@@ -44,7 +45,10 @@ def test_a_client_without_an_engine_connection_inserts_nothing() -> None:
     assert insert_in_place(server_like, "t", pa.table({"a": [1]})) is False
 
 
-def test_in_place_insert_stores_the_batch_and_refuses_nulls_for_not_null_columns(client: object, unique_schema: str) -> None:
+@pytest.mark.parametrize("path", ["python-table-function", "arrow-stream"])
+def test_in_place_insert_stores_the_batch_and_refuses_nulls_for_not_null_columns(
+        client: object, unique_schema: str, path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(inplace_module, "streams", lambda conn, rows: path == "arrow-stream")
     t = f"{unique_schema}.t"
     client.command(f"CREATE DATABASE {unique_schema}")  # type: ignore[attr-defined]
     client.command(f"CREATE TABLE {t} (a Int64, `odd name` Nullable(String)) ENGINE = MergeTree ORDER BY tuple()")  # type: ignore[attr-defined]  # noqa: E501
@@ -123,3 +127,34 @@ def test_a_frame_of_many_chunks_goes_in_whole(chdb_url: str, unique_schema: str)
         res.close()
     back = ch(chdb_url, f"SELECT id, s FROM {unique_schema}.chunks ORDER BY id")
     assert back.with_columns(pl.col("s").cast(pl.String)).equals(df)
+
+
+def test_a_small_write_in_a_fresh_process_does_not_import_pandas(tmp_path: object) -> None:
+    """Issue 27: chDB's ``Python()`` imports pandas on its first use in a process (0.3-0.6 s, more
+    than a 1M-row merge's insert); a small batch goes in as an Arrow IPC stream instead. In a
+    process of its own (pytest has pandas loaded): a merge write of 20,000 rows with a NULL in a
+    nullable column, read back whole, and pandas still not imported."""
+    import subprocess
+    import sys
+
+    script = f"""
+import os, sys, datetime as dt, polars as pl
+from loom_resources import ColumnSchema, RunParams, TableRef, TargetSpec, WriteContext
+from loom_resources.clickhouse import ClickHouseResource
+res = ClickHouseResource(url="chdb://{tmp_path}/ch")
+spec = TargetSpec(TableRef("s", "t"), "clickhouse", [ColumnSchema("id", "int64", False), ColumnSchema("day", "date", False),
+                  ColumnSchema("v", "string")], mode="merge", merge_keys=("id",), partition_by=("day",))
+n = 20_000
+df = pl.DataFrame({{"id": range(n), "day": [dt.date(2024, 1, 1 + i % 3) for i in range(n)],
+                    "v": [None if i % 7 == 0 else f"v{{i}}" for i in range(n)]}})
+res.write(df, spec, RunParams(), write_ctx=WriteContext(run_id="r", asset_key="s/t"))
+back = res.query_rows("SELECT count(), sum(id), countIf(v IS NULL), uniqExact(day) FROM s.t FINAL")[0]
+print("RESULT", "pandas" in sys.modules, tuple(int(x) for x in back), flush=True)
+res.close()
+os._exit(0)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    line = [x for x in out.stdout.splitlines() if x.startswith("RESULT")]
+    assert line, out.stderr[-3000:]
+    n = 20_000
+    assert line[0] == f"RESULT False {(n, n * (n - 1) // 2, len(range(0, n, 7)), 3)}"

@@ -138,3 +138,53 @@ def test_moved_keys_under_a_partition_expression(res: ClickHouseResource, raw: A
     assert raw.query(f"SELECT id, day FROM `{unique_schema}`.t WHERE id = 2").result_rows == [(2, feb)]
     res.optimize_final(s.ref)
     assert raw.query(f"SELECT id, day, amount FROM `{unique_schema}`.t ORDER BY id").result_rows == expect
+
+
+def test_moved_keys_with_composite_merge_keys(res: ClickHouseResource, raw: Any, unique_schema: str) -> None:
+    """Merge keys of two columns (a tuple key in the moved-key look-up), the partition column not
+    among them: a key moving to another day leaves one row; the same id under another region is
+    another key and stays."""
+    cols = (*COLS, ColumnSchema("region", "string", nullable=False))
+    s = TargetSpec(ref=TableRef(unique_schema, "t"), backend="clickhouse", columns=cols, mode="merge",
+                   merge_keys=("id", "region"), partition_by=("day",))
+    schema = {"id": pl.Int64, "day": pl.Date, "amount": pl.Float64, "region": pl.String}
+    res.write(pl.DataFrame([(1, D1, 1.0, "a"), (1, D1, 1.0, "b"), (2, D2, 1.0, "a")], schema=schema, orient="row"),
+              s, RunParams())
+    res.write(pl.DataFrame([(1, D3, 2.0, "a"), (2, D2, 2.0, "a")], schema=schema, orient="row"), s, RunParams())
+    expect = [(1, D3, 2.0, "a"), (1, D1, 1.0, "b"), (2, D2, 2.0, "a")]
+    q = f"SELECT id, day, amount, region FROM `{unique_schema}`.t{{}} ORDER BY id, region"
+    assert raw.query(q.format(" FINAL")).result_rows == sorted(expect, key=lambda r: (r[0], r[3]))
+    res.optimize_final(s.ref)
+    assert raw.query(q.format("")).result_rows == sorted(expect, key=lambda r: (r[0], r[3]))
+
+
+def test_no_moved_key_lookup_when_the_partition_column_is_a_merge_key(
+        res: ClickHouseResource, raw: Any, unique_schema: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 27: with the partition column among the merge keys no key can change partition (a
+    row under another day is another key), so the look-up over the staged partitions is not run.
+    Both rows stay, as the keys say."""
+    s = TargetSpec(ref=TableRef(unique_schema, "t"), backend="clickhouse", columns=COLS, mode="merge",
+                   merge_keys=("id", "day"), partition_by=("day",))
+    res.write(frame([(1, D1, 1.0), (2, D1, 1.0)]), s, RunParams())
+    asked: list[str] = []
+    real = ClickHouseResource.query_rows
+
+    def spy(self: ClickHouseResource, sql: str, **kw: Any) -> Any:
+        asked.append(kw.get("what", ""))
+        return real(self, sql, **kw)
+
+    monkeypatch.setattr(ClickHouseResource, "query_rows", spy)
+    res.write(frame([(1, D2, 2.0), (2, D1, 2.0)]), s, RunParams(), write_ctx=WriteContext(run_id="r", asset_key="m/t"))
+    assert not [w for w in asked if w.startswith("find keys moving")]
+    assert sorted(seen(raw, s.ref)) == [(1, D1, 1.0), (1, D2, 2.0), (2, D1, 2.0)]
+
+
+@pytest.mark.parametrize(("rendered", "bare"), [
+    ("id", {"id"}), ("id, `order`", {"id", "order"}), ("cityHash64(a, b), c", {"c"}),
+    ("`a,b`, x", {"a,b", "x"}), ("tuple('x,y'), z", {"z"}), ("intDiv(day, 7)", set()),
+])
+def test_bare_columns_of_a_rendered_key(rendered: str, bare: set[str]) -> None:
+    """Only plain column names count as key elements (an expression of a column does not fix it)."""
+    from loom_resources.clickhouse._moved import bare_columns
+
+    assert bare_columns(rendered) == bare

@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 
 from loom_resources import dtypes as t
-from loom_resources.clickhouse import ClickHouseResource
+from loom_resources.clickhouse import ClickHouseResource, _inplace
 from loom_resources.clickhouse._types import from_clickhouse, storable, to_clickhouse
 from loom_resources.dtypes import ColumnSchema
 from loom_resources.errors import UnsupportedTypeError
@@ -159,9 +159,13 @@ def _frame() -> pl.DataFrame:
     return pl.DataFrame(cols)
 
 
+@pytest.mark.parametrize("path", ["python-table-function", "arrow-stream"])
 def test_every_type_round_trips_through_the_embedded_engine(
-    resource: ClickHouseResource, reader: object, unique_schema: str
+    resource: ClickHouseResource, reader: object, unique_schema: str, path: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Both ways a batch reaches the embedded engine (loom_resources.clickhouse._inplace): read in
+    place by ``Python()``, or sent as an Arrow IPC stream (small batches before pandas is loaded)."""
+    monkeypatch.setattr(_inplace, "streams", lambda conn, rows: path == "arrow-stream")
     columns = tuple(ColumnSchema(n, d, nullable) for n, d, nullable, _ in CASES)
     ref = TableRef(unique_schema, "all_types")
     spec = TargetSpec(ref=ref, backend="clickhouse", columns=columns, mode="overwrite")

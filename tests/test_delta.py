@@ -672,3 +672,49 @@ def test_created_tables_checkpoint_every_checkpoint_interval_commits(tmp_path: P
     else:
         assert configured is None and checkpoints == []
     assert table.version() == 11 and content(delta, ref)["id"].to_list() == list(range(12))
+
+
+def test_sweeping_a_checkpointed_table_keeps_its_files_and_does_not_import_pandas(tmp_path: Path) -> None:
+    """Issue 27: the first write of a process to a table with a checkpoint (the run records after
+    10 runs) sweeps its orphans, reading the checkpoint's file actions; through ``pq.read_table``
+    that imported pandas (0.3-1.5 s per process). In a process of its own (pytest has pandas
+    loaded): 12 appends (a checkpoint at version 9), an old orphan; the next write removes the
+    orphan, keeps every file the checkpoint names (read back whole), and pandas is not imported."""
+    import subprocess
+    import sys
+
+    script = f"""
+import os, sys, time, datetime as dt, polars as pl
+from pathlib import Path
+from loom_resources import ColumnSchema, RunParams, TableRef, TargetSpec
+from loom_resources.delta import DeltaResource
+spec = TargetSpec(TableRef("s", "t"), "delta", [ColumnSchema("id", "int64", False)], mode="append")
+first = DeltaResource(root="{tmp_path}")
+for i in range(12):
+    first.write(pl.DataFrame({{"id": [i]}}), spec, RunParams())
+print("PRE", "pandas" in sys.modules, flush=True)
+"""
+    second = f"""
+import os, sys, time, polars as pl
+from pathlib import Path
+from loom_resources import ColumnSchema, RunParams, TableRef, TargetSpec
+from loom_resources.delta import DeltaResource
+spec = TargetSpec(TableRef("s", "t"), "delta", [ColumnSchema("id", "int64", False)], mode="append")
+res = DeltaResource(root="{tmp_path}")
+root = Path(res.table_uri(spec.ref))
+assert list(root.glob("_delta_log/*.checkpoint.parquet"))
+old = root / "part-00000-dead.parquet"
+old.write_bytes(b"left by a killed writer")
+past = time.time() - 7 * 3600
+os.utime(old, (past, past))
+res.write(pl.DataFrame({{"id": [12]}}), spec, RunParams())
+pandas = "pandas" in sys.modules
+ids = sorted(pl.read_delta(res.table_uri(spec.ref))["id"].to_list())
+print("RESULT", pandas, old.exists(), ids == list(range(13)), flush=True)
+os._exit(0)
+"""
+    for code, tag in ((script + "os._exit(0)\n", "PRE"), (second, "RESULT")):
+        out = subprocess.run([sys.executable, "-c", "import os\n" + code], capture_output=True, text=True, timeout=300)
+        line = [x for x in out.stdout.splitlines() if x.startswith(tag)]
+        assert line, out.stderr[-3000:]
+    assert line[0] == "RESULT False False True"

@@ -20,7 +20,7 @@ from loom_resources._lazy import lazy_import
 from loom_resources.capabilities import Capabilities
 from loom_resources.clickhouse._client import ClickHouseConnection
 from loom_resources.clickhouse._discovery import ch_columns, stored_schema, table_engine
-from loom_resources.clickhouse._ledger import LEDGER, LEDGER_SCHEMA, Entry, ensure_ledger, open_entries
+from loom_resources.clickhouse._ledger import LEDGER_SCHEMA, Entry, ledger_exists, open_entries
 from loom_resources.clickhouse._publish import abandon, recover
 from loom_resources.clickhouse._pushdown import ClickHouseQuery, ClickHouseRelation, execute_sql, runs_inside
 from loom_resources.clickhouse._read import read_sql, source_sql
@@ -103,9 +103,8 @@ class ClickHouseResource(ClickHouseConnection):
     def pending_publications(self) -> list[Entry]:
         """Writes that were staged but whose publication is not recorded (interrupted, failing,
         or in progress elsewhere): table, write token, staging table, rows, owner ``host:pid``."""
-        if not self.exists(LEDGER):
+        if not ledger_exists(self):  # a ledger of an earlier version gains its newer columns first
             return []
-        ensure_ledger(self)  # a ledger of an earlier version gains its newer columns first
         return open_entries(self)
 
     def abandon_publication(self, table: TableRef | str, token: str) -> str:

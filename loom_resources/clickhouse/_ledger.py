@@ -38,8 +38,8 @@ from loom_resources.clickhouse._client import ClickHouseConnection
 from loom_resources.clickhouse._sql import lit, qt
 from loom_resources.model import TableRef
 
-__all__ = ["DONE", "LEDGER", "LEDGER_SCHEMA", "Entry", "claim", "ensure_ledger", "latest", "ledger_engine", "ledger_is_shared", "open_entries", "owner",
-           "record"]
+__all__ = ["DONE", "LEDGER", "LEDGER_SCHEMA", "Entry", "claim", "ensure_ledger", "latest", "ledger_engine", "ledger_exists",
+           "ledger_is_shared", "open_entries", "owner", "record"]
 
 #: The database Loom keeps its own ClickHouse tables in (reserved for user tables).
 LEDGER_SCHEMA = "_loom"
@@ -80,15 +80,56 @@ def ledger_engine(database_engine: str | None) -> str:
     return f"ENGINE = MergeTree ORDER BY (target, token) SETTINGS non_replicated_deduplication_window = {_DEDUP_WINDOW}"
 
 
+_LEDGER_STATE = (
+    f"SELECT (SELECT engine FROM system.databases WHERE name = {lit(LEDGER_SCHEMA)}), "
+    f"(SELECT engine_full FROM system.tables WHERE database = {lit(LEDGER.schema)} AND name = {lit(LEDGER.table)}), "
+    f"(SELECT groupArray(name) FROM system.columns WHERE database = {lit(LEDGER.schema)} AND table = {lit(LEDGER.table)})"
+)
+_COLUMNS_ADDED = ("owner", "cluster")  # by later versions, to a ledger an earlier version made
+
+
+def ledger_exists(conn: ClickHouseConnection) -> bool:
+    """Whether the ledger exists; when it does, it is brought up to date (:func:`ensure_ledger`)
+    by the same look-up. A ledger found on this connection stays (Loom never drops it)."""
+    if conn.done_once(f"ensure the ledger {LEDGER}"):
+        return True
+    db_engine, table_engine, columns = conn.query_rows(_LEDGER_STATE, what="look up Loom's publication ledger")[0]
+    if table_engine is None:
+        return False
+    _ensure(conn, None if db_engine is None else str(db_engine), str(table_engine), [str(c) for c in columns])
+    return True
+
+
 def ensure_ledger(conn: ClickHouseConnection) -> None:
     """Create the ledger when missing (and bring a ledger made by an earlier version up to date:
-    columns added since, ``owner`` and ``cluster``, default to ``''``)."""
-    conn.create_once(f"CREATE DATABASE IF NOT EXISTS `{LEDGER_SCHEMA}`", what="create Loom's ledger database")
+    columns added since, ``owner`` and ``cluster``, default to ``''``). One look-up when the ledger
+    is up to date (every write after the first: the DDL below is skipped, as it would change
+    nothing); the DDL runs only for a ledger that is missing or made by an earlier version."""
     if conn.done_once(f"ensure the ledger {LEDGER}"):
         return
-    rows = conn.query_rows(f"SELECT engine FROM system.databases WHERE name = {lit(LEDGER_SCHEMA)}",
-                           what="read the engine of Loom's ledger database")
-    engine = ledger_engine(str(rows[0][0]) if rows else None)
+    db_engine, table_engine, columns = conn.query_rows(_LEDGER_STATE, what="look up Loom's publication ledger")[0]
+    _ensure(conn, None if db_engine is None else str(db_engine), None if table_engine is None else str(table_engine),
+            [str(c) for c in columns])
+
+
+def _ensure(conn: ClickHouseConnection, db_engine: str | None, table_engine: str | None, columns: list[str]) -> None:
+    """Bring the ledger to this version's form, given its database's engine, its ``engine_full``
+    and its columns as found (``None``: missing)."""
+    engine = ledger_engine(db_engine)
+    replicated = "ReplicatedMergeTree" in engine
+    window = f"non_replicated_deduplication_window = {_DEDUP_WINDOW}"
+    if (table_engine is not None and all(c in columns for c in _COLUMNS_ADDED)
+            and (replicated or window in table_engine)):
+        if replicated:
+            conn.done_once(_REPLICATED, mark=True)
+        conn.done_once(f"ensure the ledger {LEDGER}", mark=True)
+        return
+    if db_engine is None:
+        conn.create_once(f"CREATE DATABASE IF NOT EXISTS `{LEDGER_SCHEMA}`", what="create Loom's ledger database")
+        # the engine a concurrent creator may have given it (Replicated, made by hand first)
+        rows = conn.query_rows(f"SELECT engine FROM system.databases WHERE name = {lit(LEDGER_SCHEMA)}",
+                               what="read the engine of Loom's ledger database")
+        engine = ledger_engine(str(rows[0][0]) if rows else None)
     if "ReplicatedMergeTree" in engine:
         conn.done_once(_REPLICATED, mark=True)
     conn.create_once(

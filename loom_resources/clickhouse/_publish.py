@@ -48,12 +48,12 @@ from loom_resources.clickhouse._cluster import ddl_on_cluster, partition_on_clus
 from loom_resources.clickhouse._discovery import table_engine
 from loom_resources.clickhouse._ledger import (
     DONE,
-    LEDGER,
     LEDGER_SCHEMA,
     Entry,
     claim,
     ensure_ledger,
     latest,
+    ledger_exists,
     ledger_is_shared,
     open_entries,
     record,
@@ -317,9 +317,8 @@ def complete(conn: ClickHouseConnection, entry: Entry) -> bool:
 
 def previous(conn: ClickHouseConnection, target: TableRef, token: str) -> Entry | None:
     """The ledger entry of an earlier attempt of this write, if the ledger exists."""
-    if table_engine(conn, LEDGER) is None:
+    if not ledger_exists(conn):
         return None
-    ensure_ledger(conn)
     return latest(conn, target, token)
 
 
@@ -338,9 +337,8 @@ def recover(conn: ClickHouseConnection, stale_after_s: float = 3600.0) -> tuple[
     """Complete every unfinished publication of a dead writer (killed between ``staged`` and
     ``published``). Returns the entries this call completed and one warning per entry that
     could not be completed (it is left in the ledger; nothing else is blocked by it)."""
-    if table_engine(conn, LEDGER) is None:
+    if not ledger_exists(conn):
         return [], []
-    ensure_ledger(conn)
     done: list[Entry] = []
     blocked: list[str] = []
     for entry in open_entries(conn):
@@ -357,9 +355,8 @@ def recover(conn: ClickHouseConnection, stale_after_s: float = 3600.0) -> tuple[
 def abandon(conn: ClickHouseConnection, target: TableRef, token: str) -> str:
     """Give up the unfinished write ``token`` of ``target``: record ``abandoned`` and drop its
     staging tables. Returns a one-line summary. A published write is left alone."""
-    if table_engine(conn, LEDGER) is None:
+    if not ledger_exists(conn):
         return f"{target}: no publication ledger, nothing to abandon"
-    ensure_ledger(conn)
     entry = latest(conn, target, token)
     if entry is None:
         return f"{target}: no write {token!r} in the ledger"

@@ -6,8 +6,7 @@ import os
 
 from loom_resources.clickhouse._client import ClickHouseConnection
 from loom_resources.clickhouse._cluster import ddl_on_cluster
-from loom_resources.clickhouse._discovery import table_engine
-from loom_resources.clickhouse._ledger import LEDGER, open_entries
+from loom_resources.clickhouse._ledger import ledger_exists, open_entries
 from loom_resources.clickhouse._publish import STAGE_PREFIX, marker_cluster, staging_of_dead_local_process, staging_pid
 from loom_resources.clickhouse._sql import lit, qt
 from loom_resources.model import TableRef
@@ -24,7 +23,7 @@ def sweep_staging(conn: ClickHouseConnection, min_age_s: float) -> list[str]:
     comment names the cluster) is dropped ``ON CLUSTER``, on every node.
     Returns the dropped tables."""
     keep: set[str] = set()
-    if table_engine(conn, LEDGER) is not None:
+    if ledger_exists(conn):
         for entry in open_entries(conn):
             target = TableRef.parse(entry.target)
             keep.add(f"{target.schema}.{entry.staging.partition('|')[0]}")
