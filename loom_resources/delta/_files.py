@@ -24,7 +24,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urlsplit
@@ -71,8 +71,9 @@ _OBJECT_STORES = ("s3", "s3a")
 class FrameSource(Protocol):
     """Where a write's frames come from: a ``_batches.BatchSource``, or a merge's rewritten rows."""
 
-    def frames(self) -> Iterator[pl.DataFrame]:
-        """The frames to write, validated and in the storable types."""
+    def frames(self) -> Generator[pl.DataFrame, None, None]:
+        """The frames to write, validated and in the storable types (a generator: a failed
+        write closes it, which stops its source at once)."""
         ...
 
 

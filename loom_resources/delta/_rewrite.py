@@ -29,7 +29,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
@@ -106,7 +106,7 @@ class _Plan:
             mask &= (inside | lows.is_null() | highs.is_null()).fill_null(True)
         return acts.filter(mask)
 
-    def frames(self) -> Iterator[pl.DataFrame]:
+    def frames(self) -> Generator[pl.DataFrame, None, None]:
         """The rows to write: each touched candidate's survivors, then the change set."""
         store = StoreFiles(self.w.loc)
         keys = self.data.select(self.keys)
