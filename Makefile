@@ -51,8 +51,9 @@ typecheck: $(STAMP)
 
 # three worker processes (pytest-xdist), one test file per worker at a time: each worker has its own
 # LOOM_HOME and embedded ClickHouse path; many tests wait on subprocesses and servers, so three
-# keep two cores busy
-test: lint typecheck
+# keep two cores busy; the slowest files start first (tests/conftest.py). bytecode: the tests start
+# hundreds of Python processes that import our packages, each would compile them again
+test: lint typecheck bytecode
 	$(BIN)/python -m pytest -q -n 3 --dist loadfile
 
 # the sample platform in the Dagster UI, served by `dg dev` from its project directory

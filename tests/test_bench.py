@@ -4,49 +4,41 @@ Runs ``python -m bench.run_all --tiny`` (the cases of ``make bench`` at 1/1000 s
 each in its own process; the official integrations are left out because they live in a venv of
 their own that only ``make bench`` makes, and so is ``make demo``, which ``tests/test_platform.py``
 covers and which costs as much as all the other cases together) and checks what the runner read
-back from the stores. Nothing here asserts on wall-clock time; the generous timeout only keeps a
-hung engine from hanging the suite on a busy 2-core machine (about 20 processes each import Dagster).
+back from the stores. This file runs the case groups of ``bench_tiny.GROUPS_A``;
+tests/test_bench_more.py those of ``GROUPS_B`` (two files, so that make test's workers run the two
+halves at once). Nothing here asserts on wall-clock time; the generous timeout only keeps a hung
+engine from hanging the suite on a busy 2-core machine (about 20 processes each import Dagster).
 """
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _cases() -> list[Any]:
-    from bench.run_all import plan
-
-    return [c for c in plan("tiny", official=False)[1] if c.module != "demo"]
+from bench_tiny import GROUPS_A, GROUPS_B, all_cases, cases, run_tiny
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any], str]:
-    out = tmp_path_factory.mktemp("bench_tiny")
-    only = ",".join(sorted({c.name for c in _cases()}))
-    proc = subprocess.run([sys.executable, "-m", "bench.run_all", "--tiny", "--only", only, "--out", str(out), "--tmp", str(out)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=880)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    return out, json.loads((out / "run_all.json").read_text()), proc.stdout
+    return run_tiny(tmp_path_factory.mktemp("bench_tiny"), GROUPS_A)
 
 
-@pytest.mark.timeout(900)
-def test_every_case_ran_and_every_table_reads_back(tiny_run: tuple[Path, dict[str, Any], str]) -> None:
-    _, data, stdout = tiny_run
+def test_the_two_shares_cover_every_group_of_the_plan() -> None:
+    assert {c.group for c in all_cases()} == GROUPS_A | GROUPS_B
+    assert GROUPS_A | GROUPS_B == {"1 Delta eager", "2 Delta streaming", "3 ClickHouse write", "4 ClickHouse to Delta",
+                                   "5 30-day range", "6 load time", "8 Delta merge", "9 ClickHouse merge",
+                                   "10 file layout"}
+    assert not GROUPS_A & GROUPS_B
+
+
+def check_every_case_ran_and_every_table_reads_back(data: dict[str, Any], stdout: str, groups: set[str]) -> None:
+    """Every case of ``groups`` ran once, and every table it names was read back whole by another process."""
     assert "official integrations skipped" in stdout  # said clearly, not silently
     summary = data["summary"]
-    cases = _cases()
-    assert set(summary) == {c.key for c in cases}
-    groups = {c.group for c in cases}
-    assert groups == {"1 Delta eager", "2 Delta streaming", "3 ClickHouse write", "4 ClickHouse to Delta",
-                      "5 30-day range", "6 load time", "8 Delta merge", "9 ClickHouse merge", "10 file layout"}
+    wanted = cases(groups)
+    assert set(summary) == {c.key for c in wanted}
+    assert {c.group for c in wanted} == groups
     for key, row in summary.items():
         case = row["case"]
         assert row["status"] == "ok", (key, row.get("error"))
@@ -84,20 +76,8 @@ def test_every_case_ran_and_every_table_reads_back(tiny_run: tuple[Path, dict[st
                 assert (back["count"], back["distinct"], back["sum"]) == (n, n, n * (n - 1) // 2), key
 
 
-@pytest.mark.timeout(900)
-def test_range_backfill_is_one_run_one_commit(tiny_run: tuple[Path, dict[str, Any], str]) -> None:
-    _, data, _ = tiny_run
-    rows = {r["case"]["name"]: r for r in data["summary"].values()}
-    assert rows["loom_range30"]["extra"]["runs"] == 1
-    assert rows["loom_range30"]["extra"]["commits"] == 1
-    assert rows["loom_30runs"]["extra"]["runs"] == 30
-    loads = {r["case"]["name"]: r["extra"]["assets"] for r in data["summary"].values() if r["case"]["group"] == "6 load time"}
-    assert loads == {"load_cli_bare": 20, "load_cli_loom": 20}  # the validated locations' assets, counted afterwards
-
-
-@pytest.mark.timeout(900)
-def test_results_page_and_chart(tiny_run: tuple[Path, dict[str, Any], str]) -> None:
-    out, data, _ = tiny_run
+def check_results_page_and_chart(out: Path, data: dict[str, Any]) -> None:
+    """RESULTS.md has its table, the machine's load and a tick per case that read its table back; the chart is a PNG."""
     md = (out / "RESULTS.md").read_text()
     assert "| case | path | N | seconds | rows/s | peak RSS MB | read back | runs (s) |" in md
     assert "Load average" in md and "cores" in md and "polars" in md
@@ -108,14 +88,21 @@ def test_results_page_and_chart(tiny_run: tuple[Path, dict[str, Any], str]) -> N
 
 
 @pytest.mark.timeout(900)
-def test_file_layout_cases_report_what_is_on_disk(tiny_run: tuple[Path, dict[str, Any], str]) -> None:
+def test_every_case_ran_and_every_table_reads_back(tiny_run: tuple[Path, dict[str, Any], str]) -> None:
+    _, data, stdout = tiny_run
+    check_every_case_ran_and_every_table_reads_back(data, stdout, GROUPS_A)
+
+
+@pytest.mark.timeout(900)
+def test_range_backfill_is_one_run_one_commit(tiny_run: tuple[Path, dict[str, Any], str]) -> None:
     _, data, _ = tiny_run
-    rows = {r["case"]["name"]: r["extra"] for r in data["summary"].values() if r["case"]["group"] == "10 file layout"}
-    for name in ("files_raw", "files_loom", "files_copy_raw", "files_copy_loom"):
-        assert rows[name]["bytes"] > 0 and rows[name]["files"] >= 1 and rows[name]["orphans"] == 0, name
-    assert rows["files_loom"]["codec"] == "ZSTD" and rows["files_raw"]["codec"] == "SNAPPY"
-    reads = rows["files_reads"]
-    assert reads["rows_selected"] > 0
-    assert {"polars_filtered_ratio", "deltalake_filtered_ratio", "polars_whole_ratio"} <= set(reads)
-    targets = {t["target"] for t in data["targets"]}
-    assert any(t.startswith("Files: bytes") for t in targets)
+    rows = {r["case"]["name"]: r for r in data["summary"].values()}
+    assert rows["loom_range30"]["extra"]["runs"] == 1
+    assert rows["loom_range30"]["extra"]["commits"] == 1
+    assert rows["loom_30runs"]["extra"]["runs"] == 30
+
+
+@pytest.mark.timeout(900)
+def test_results_page_and_chart(tiny_run: tuple[Path, dict[str, Any], str]) -> None:
+    out, data, _ = tiny_run
+    check_results_page_and_chart(out, data)
