@@ -12,11 +12,12 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 if TYPE_CHECKING:
+    from loom_resources.clickhouse import ClickHouseResource
     from loom_resources.delta import DeltaResource
     from loom_resources.testing.ch_http import ServerProcess
 
@@ -191,3 +192,34 @@ def ch_http_url(ch_http: ServerProcess) -> str:
 def ch_url(request: pytest.FixtureRequest) -> str:
     """A ClickHouse URL of each kind: the session's embedded engine, then the HTTP endpoint."""
     return str(request.getfixturevalue("chdb_url" if request.param == "chdb" else "ch_http_url"))
+
+
+# -- a ClickHouse resource and a plain client on the same store (modules that write through Loom and
+# read back with a client, on the embedded engine and over HTTP; a module may define its own ``res``)
+
+
+@pytest.fixture
+def res(ch_url: str) -> Iterator[ClickHouseResource]:
+    """Loom's ClickHouse resource on the embedded engine, then over HTTP (``ch_url``)."""
+    from loom_resources.clickhouse import ClickHouseResource
+
+    r = ClickHouseResource(url=ch_url, insert_batch_rows=1000)
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def raw(ch_url: str) -> Iterator[Any]:
+    """A plain clickhouse-connect client on the same store, to read back what Loom wrote."""
+    from urllib.parse import urlsplit
+
+    import clickhouse_connect
+
+    if ch_url.startswith("chdb"):
+        client = clickhouse_connect.get_client(dsn=ch_url)
+    else:
+        u = urlsplit(ch_url)
+        client = clickhouse_connect.get_client(host=u.hostname, port=u.port, username="default", password="",
+                                               autogenerate_session_id=False)
+    yield client
+    client.close()

@@ -13,11 +13,9 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import clickhouse_connect
 import polars as pl
 import pytest
 
@@ -28,29 +26,6 @@ from loom_resources.model import ClickHouseTableOptions, RunParams, SourceSpec, 
 from loom_resources.predicates import col, param
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def res(ch_url: str) -> Iterator[ClickHouseResource]:
-    """The resource on the embedded engine, then over HTTP (``ch_url`` in conftest)."""
-    r = ClickHouseResource(url=ch_url, insert_batch_rows=1000)
-    yield r
-    r.close()
-
-
-@pytest.fixture
-def raw(ch_url: str) -> Iterator[Any]:
-    """A plain clickhouse-connect client on the same store, to read back what Loom wrote."""
-    if ch_url.startswith("chdb"):
-        client = clickhouse_connect.get_client(dsn=ch_url)
-    else:
-        from urllib.parse import urlsplit
-
-        u = urlsplit(ch_url)
-        client = clickhouse_connect.get_client(host=u.hostname, port=u.port, username="default", password="",
-                                               autogenerate_session_id=False)
-    yield client
-    client.close()
 
 
 def rows(raw: Any, ref: TableRef, order: str = "id", final: bool = False) -> list[tuple[Any, ...]]:

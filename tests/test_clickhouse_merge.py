@@ -6,10 +6,8 @@ clickhouse-connect client, as readers see the table (FINAL) and as it is stored.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from typing import Any
 
-import clickhouse_connect
 import polars as pl
 import pytest
 
@@ -23,27 +21,6 @@ COLS = (
     ColumnSchema("amount", "float64"),
 )
 D1, D2, D3 = dt.date(2024, 1, 1), dt.date(2024, 1, 2), dt.date(2024, 1, 3)
-
-
-@pytest.fixture
-def res(ch_url: str) -> Iterator[ClickHouseResource]:
-    r = ClickHouseResource(url=ch_url, insert_batch_rows=1000)
-    yield r
-    r.close()
-
-
-@pytest.fixture
-def raw(ch_url: str) -> Iterator[Any]:
-    if ch_url.startswith("chdb"):
-        client = clickhouse_connect.get_client(dsn=ch_url)
-    else:
-        from urllib.parse import urlsplit
-
-        u = urlsplit(ch_url)
-        client = clickhouse_connect.get_client(host=u.hostname, port=u.port, username="default", password="",
-                                               autogenerate_session_id=False)
-    yield client
-    client.close()
 
 
 def frame(rows: list[tuple[int, dt.date, float]]) -> pl.DataFrame:
