@@ -38,7 +38,7 @@ def test_sliced_view_batches_store_every_string_exactly(chdb_url: str, in_place:
     in_place_batches: list[int] = []
     real_insert, real_in_place = ClickHouseResource.insert_arrow, client_module.insert_in_place
     monkeypatch.setattr(client_module, "insert_in_place",
-                        lambda c, t, b: in_place_batches.append(b.num_rows) or real_in_place(c, t, b))
+                        lambda c, t, b, s=None: in_place_batches.append(b.num_rows) or real_in_place(c, t, b, s))
     monkeypatch.setattr(ClickHouseResource, "insert_arrow",
                         lambda self, ref, b, **kw: batches.append(b.num_rows) or real_insert(self, ref, b, **kw))
     n = 25_000

@@ -285,7 +285,7 @@ def test_merge_publication_on_a_cluster(chdb_url: str, unique_schema: str) -> No
         "CREATE TABLE `sales`.`<stage1>` ON CLUSTER `prod` (`id` Int64, `day` Date32, `v` Int64) ENGINE = "
         "ReplacingMergeTree PARTITION BY day ORDER BY (id) SETTINGS allow_nullable_key = 1, index_granularity = 8192 "
         "COMMENT 'loom:<token> on cluster prod'",
-        "INSERT INTO `sales`.`<stage1>` FORMAT Arrow -- 10 rows",
+        "INSERT INTO `sales`.`<stage1>` FORMAT Arrow -- 10 rows, settings {'optimize_on_insert': 0}",
         "INSERT INTO `_loom`.`publications` (target, token, state, staging, rows, owner, cluster) VALUES "
         "('sales.orders', '<token>', 'staged', '<stage1>|merge|', 10, '<owner>', 'prod') -- settings "
         "{'insert_deduplication_token': 'loom-claim|sales.orders|<token>', 'insert_deduplicate': 1}",

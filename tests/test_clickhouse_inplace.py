@@ -59,6 +59,23 @@ def test_in_place_insert_stores_the_batch_and_refuses_nulls_for_not_null_columns
     assert rows == [(1, "x"), (2, None)]  # the refused batch left nothing behind
 
 
+@pytest.mark.parametrize("path", ["python-table-function", "arrow-stream"])
+def test_in_place_insert_applies_its_settings(client: object, unique_schema: str, path: str,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The settings of an insert reach the engine on both in-place paths: a ReplacingMergeTree keeps
+    both rows of a key with ``optimize_on_insert = 0`` (what a merge's staging insert sends) and
+    collapses them without it; a setting's name is checked before it goes into the statement."""
+    monkeypatch.setattr(inplace_module, "streams", lambda conn, rows: path == "arrow-stream")
+    client.command(f"CREATE DATABASE {unique_schema}")  # type: ignore[attr-defined]
+    batch = pa.table({"k": [1, 1], "v": [1, 2]})
+    for t, settings, stored in (("kept", {"optimize_on_insert": 0}, 2), ("collapsed", None, 1)):
+        client.command(f"CREATE TABLE {unique_schema}.{t} (k Int64, v Int64) ENGINE = ReplacingMergeTree ORDER BY k")  # type: ignore[attr-defined]  # noqa: E501
+        assert insert_in_place(client, f"{unique_schema}.{t}", batch, settings)
+        assert client.query(f"SELECT count() FROM {unique_schema}.{t}").result_rows == [(stored,)]  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="invalid ClickHouse setting name"):
+        insert_in_place(client, f"{unique_schema}.kept", batch, {"x = 1; DROP": 0})
+
+
 @pytest.mark.parametrize("streaming", [False, True], ids=["eager", "streaming"])
 def test_resource_writes_to_the_embedded_engine_go_in_place(chdb_url: str, unique_schema: str, streaming: bool,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
@@ -67,9 +84,9 @@ def test_resource_writes_to_the_embedded_engine_go_in_place(chdb_url: str, uniqu
     calls: list[int] = []
     real = client_module.insert_in_place
 
-    def counting(c: object, target: str, table: pa.Table) -> bool:
+    def counting(c: object, target: str, table: pa.Table, settings: dict[str, int | str] | None = None) -> bool:
         calls.append(table.num_rows)
-        return real(c, target, table)
+        return real(c, target, table, settings)
 
     monkeypatch.setattr(client_module, "insert_in_place", counting)
     n = 10_000

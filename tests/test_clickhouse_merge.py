@@ -165,3 +165,25 @@ def test_bare_columns_of_a_rendered_key(rendered: str, bare: set[str]) -> None:
     from loom_resources.clickhouse._moved import bare_columns
 
     assert bare_columns(rendered) == bare
+
+
+@pytest.mark.parametrize("how", ["stream", "sql"])
+def test_duplicate_keys_in_one_batch_are_refused(res: ClickHouseResource, raw: Any, unique_schema: str, how: str) -> None:
+    """Two rows of one key in one insert (a streamed batch, or a query run inside ClickHouse) are
+    refused, naming the table and key, and the table is unchanged: the staging insert keeps both
+    rows (``optimize_on_insert = 0``) so the staged-keys check sees them, where the engine's default
+    collapsed them on insert and kept one of the two silently."""
+    from loom_resources.errors import DataValidationError
+
+    s = spec(unique_schema, partitioned=True)
+    res.write(frame([(1, D1, 1.0)]), s, RunParams())
+    dupes = frame([(2, D1, 2.0), (2, D1, 3.0)])
+    with pytest.raises(DataValidationError, match=r"t\.id.*duplicate merge key|duplicate merge key"):
+        if how == "stream":
+            res.write(dupes.lazy(), s, RunParams(), streaming=True)
+        else:
+            src = TargetSpec(ref=TableRef(unique_schema, "src"), backend="clickhouse", columns=COLS, mode="overwrite")
+            res.write(dupes, src, RunParams())
+            res.write(res.execute_sql({"src": res.relation(src.ref)}, "SELECT id, day, amount FROM src"), s, RunParams())
+    assert seen(raw, s.ref) == [(1, D1, 1.0)]
+    assert stored(raw, s.ref) == 1

@@ -301,7 +301,7 @@ class ClickHouseConnection(ConfigurableResource):
         (:mod:`._inplace`), a server receives it through clickhouse-connect's ``insert_arrow``."""
         client = self.client()
         what = what or f"insert into {ref}"
-        if not settings and self.inserts_in_place() and self._call(what, insert_in_place, client, qt(ref), table):
+        if self.inserts_in_place() and self._call(what, insert_in_place, client, qt(ref), table, settings):
             return
         self._call(what, client.insert_arrow, qt(ref), table, settings=dict(settings or {}))
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from loom_resources.clickhouse._sql import lit, qi, qt
 from loom_resources.errors import SpecError
-from loom_resources.model import TableRef, TargetSpec
+from loom_resources.model import TableRef, TargetSpec, WriteMode
 
 __all__ = ["ddl_on_cluster", "distributed_sql", "insert_settings", "on_cluster", "partition_on_cluster",
            "replicated_engine"]
@@ -94,13 +94,22 @@ def distributed_sql(spec: TargetSpec) -> str | None:
 
 
 def insert_settings(spec: TargetSpec, staging: TableRef, batch: int) -> dict[str, Any]:
-    """Settings of insert ``batch`` into ``staging``: none for a plain table (the embedded
-    engine then reads the batch in place), quorum and a per-batch deduplication token for a
-    replicated one."""
+    """Settings of insert ``batch`` into ``staging``: quorum and a per-batch deduplication token
+    for a replicated table; for a ``merge`` table, :func:`staging_insert_settings`."""
     opts = spec.clickhouse
-    settings: dict[str, Any] = {}
+    settings: dict[str, Any] = staging_insert_settings(spec)
     if opts.insert_quorum:
         settings["insert_quorum"] = int(opts.insert_quorum)
     if opts.replicated:
         settings["insert_deduplication_token"] = f"{staging.table}#{batch}"
     return settings
+
+
+def staging_insert_settings(spec: TargetSpec) -> dict[str, Any]:
+    """Settings of every insert into the staging table of ``spec``. A ``merge`` table's staging is
+    a ReplacingMergeTree, which by default collapses the rows of each inserted block that share a
+    key (``optimize_on_insert``): that hid duplicate keys from the staged-keys check (one row of
+    the two was kept silently) and cost more than the insert itself (1M rows: 0.55 s against
+    0.26 s). The staging table holds no older rows to collapse against, so nothing is lost."""
+    return {"optimize_on_insert": 0} if spec.mode is WriteMode.MERGE else {}
+

@@ -27,15 +27,19 @@ against 0.86-0.96 s; ``docs/performance.md``, "ClickHouse merge at scale").
 
 from __future__ import annotations
 
+import re
 import sys
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from loom_resources.clickhouse._sql import qi
+from loom_resources.clickhouse._sql import lit, qi
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
 __all__ = ["STREAM_MAX_ROWS", "engine_handle", "insert_in_place", "streams"]
+
+_SETTING = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 #: Batches up to this many rows go in as an Arrow IPC stream while pandas is not loaded (above).
 STREAM_MAX_ROWS = 1_500_000
@@ -51,21 +55,23 @@ def engine_handle(client: Any) -> tuple[Any, Any] | None:
     return conn, lock
 
 
-def insert_in_place(client: Any, target: str, table: pa.Table) -> bool:
-    """Insert ``table`` into ``target`` (a quoted table name) through ``Python()``; ``False``
-    when the client offers no engine connection (nothing was inserted)."""
+def insert_in_place(client: Any, target: str, table: pa.Table, settings: Mapping[str, int | str] | None = None) -> bool:
+    """Insert ``table`` into ``target`` (a quoted table name) through ``Python()``, with the
+    query ``settings`` given; ``False`` when the client offers no engine connection (nothing was
+    inserted)."""
     found = engine_handle(client)
     if found is None:
         return False
     conn, lock = found
     cols = ", ".join(qi(n) for n in table.column_names)
+    extra = "".join(f", {_setting(k)} = {lit(v) if isinstance(v, str) else int(v)}" for k, v in (settings or {}).items())
     if streams(conn, table.num_rows):
         payload = _ipc_stream(table)
         with lock:
             if getattr(client._backend._handle, "conn", None) is None:
                 return False
             # input_format_null_as_default = 0: a NULL for a not-null column fails, as below
-            with conn.send_insert(f"INSERT INTO {target} ({cols}) SETTINGS input_format_null_as_default = 0",
+            with conn.send_insert(f"INSERT INTO {target} ({cols}) SETTINGS input_format_null_as_default = 0{extra}",
                                   "ArrowStream") as inserter:
                 inserter.append(payload)
                 inserter.finish()
@@ -76,9 +82,16 @@ def insert_in_place(client: Any, target: str, table: pa.Table) -> bool:
             return False
         # a NULL bound for a not-null column fails (an Arrow insert stores the type's default instead;
         # Loom refuses such frames before inserting, this is the last guard)
-        conn.query(f"INSERT INTO {target} ({cols}) SETTINGS insert_null_as_default = 0 "
+        conn.query(f"INSERT INTO {target} ({cols}) SETTINGS insert_null_as_default = 0{extra} "
                    f"SELECT {cols} FROM Python(_loom_batch)", "Null")
     return True
+
+
+def _setting(name: str) -> str:
+    """A setting's name, checked: it goes into the statement's text."""
+    if not _SETTING.fullmatch(name):
+        raise ValueError(f"invalid ClickHouse setting name {name!r}")
+    return name
 
 
 def streams(conn: Any, rows: int) -> bool:

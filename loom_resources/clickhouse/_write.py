@@ -26,6 +26,7 @@ import polars as pl
 from dagster import get_dagster_logger
 
 from loom_resources.clickhouse._client import ClickHouseConnection
+from loom_resources.clickhouse._cluster import staging_insert_settings
 from loom_resources.clickhouse._ledger import DONE
 from loom_resources.clickhouse._publish import await_published, complete, may_be_live, previous
 from loom_resources.clickhouse._pushdown import ClickHouseQuery
@@ -217,7 +218,7 @@ def _write_query(
                 f"INSERT INTO {qt(w.staging)} ({', '.join(qi(n) for n in select_cols)}) "
                 f"SELECT {', '.join(select_exprs)} FROM ({query.sql})",
                 what=f"run the SQL of {w.table} inside ClickHouse",
-                settings={"insert_null_as_default": 0},
+                settings={"insert_null_as_default": 0, **staging_insert_settings(spec)},
             )
         except LoomError as exc:
             if "NULL" in str(exc) and ("Nullable" in str(exc) or "null" in str(exc).lower()):
