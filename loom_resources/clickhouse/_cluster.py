@@ -112,4 +112,3 @@ def staging_insert_settings(spec: TargetSpec) -> dict[str, Any]:
     the two was kept silently) and cost more than the insert itself (1M rows: 0.55 s against
     0.26 s). The staging table holds no older rows to collapse against, so nothing is lost."""
     return {"optimize_on_insert": 0} if spec.mode is WriteMode.MERGE else {}
-
